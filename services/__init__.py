@@ -1,0 +1,1 @@
+"""threadlog services: each subpackage is one process."""

@@ -1,0 +1,115 @@
+"""make_app(settings): resources opened in cleanup_ctx order (closed in reverse), middlewares, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from shared.bus import open_bus
+from shared.config import Settings
+from shared.db import open_pool
+from shared.observability import add_probe_routes
+from shared.relay import Relay
+from shared.store import EventStore
+
+from .auth import PrincipalCache, ensure_key
+from .consistency import ConsistencyWaiter
+from .errors import Handler, errors_as_json
+from .keys import BUS, CONSISTENCY, METRICS, POOL, PRINCIPAL, PRINCIPALS, QUERIES, SETTINGS, STORE, THREADS
+from .metrics import GatewayMetrics
+from .queries import Queries
+from .repository import ThreadRepository
+from .routes import messages, threads
+
+log = logging.getLogger(__name__)
+READ_MODELS_CHECKPOINT = "read_models"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_pool(settings.database_url, size=settings.db_pool_size) as pool:
+        app[POOL] = pool
+        app[STORE] = EventStore(pool)
+        app[QUERIES] = Queries(pool)
+        app[PRINCIPALS] = PrincipalCache(pool)
+        app[THREADS] = ThreadRepository(app[STORE], app[METRICS])
+        if settings.api_key:
+            await ensure_key(pool, settings.api_key)
+        yield
+
+
+async def message_bus(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_bus(settings.nats_url, settings.nats_prefix, name="gateway") as bus:
+        app[BUS] = bus
+        yield
+
+
+async def consistency(app: web.Application) -> AsyncIterator[None]:
+    waiter = ConsistencyWaiter(app[POOL], READ_MODELS_CHECKPOINT, app[SETTINGS].consistency_wait_ms / 1000)
+    app[CONSISTENCY] = waiter
+    await app[BUS].on_nudge(app[BUS].subjects.projected, waiter.on_projected)
+    task = asyncio.create_task(waiter.poll_forever(), name="consistency-poll")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    relay = Relay(app[SETTINGS].database_url, app[POOL], app[STORE], app[BUS])
+    task = asyncio.create_task(relay.run(stop), name="outbox-relay")
+    yield
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/"):
+        request[PRINCIPAL] = await request.app[PRINCIPALS].resolve(request.headers.get("Authorization"))
+    return await handler(request)
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        metrics = request.app[METRICS]
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+def make_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[observe, errors_as_json, authenticate], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[METRICS] = GatewayMetrics()
+    app.cleanup_ctx.extend([database, message_bus, consistency, outbox_relay])
+
+    async def ready() -> bool:
+        try:
+            await app[POOL].fetchval("SELECT 1")
+        except Exception:
+            return False
+        return app[BUS].connected
+
+    add_probe_routes(app, app[METRICS].registry, ready)
+    app.add_routes(threads.routes)
+    app.add_routes(messages.routes)
+    return app

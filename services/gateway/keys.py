@@ -1,0 +1,28 @@
+"""The only place gateway state is named: typed keys on the application and the request."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from shared.bus import Bus
+from shared.config import Settings
+from shared.store import EventStore
+
+from .auth import Principal, PrincipalCache
+from .consistency import ConsistencyWaiter
+from .metrics import GatewayMetrics
+from .queries import Queries
+from .repository import ThreadRepository
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", EventStore)
+BUS = web.AppKey("bus", Bus)
+THREADS = web.AppKey("threads", ThreadRepository)
+CONSISTENCY = web.AppKey("consistency", ConsistencyWaiter)
+PRINCIPALS = web.AppKey("principals", PrincipalCache)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+QUERIES = web.AppKey("queries", Queries)
+
+PRINCIPAL = web.RequestKey("principal", Principal)

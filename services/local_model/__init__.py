@@ -1,0 +1,1 @@
+"""threadlog's offline model: a deterministic OpenAI-compatible chat-completions server, not an LLM."""

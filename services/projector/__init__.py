@@ -1,0 +1,1 @@
+"""The projector: follows the log and maintains the read models, checkpoint in the same transaction."""

@@ -1,0 +1,54 @@
+"""The `threads` and `messages` read models."""
+
+from __future__ import annotations
+
+from shared import wire
+from shared.events import (
+    AnyEvent,
+    MessageCreated,
+    MessageDeleted,
+    MessageModified,
+    ThreadCreated,
+    ThreadDeleted,
+    ThreadModified,
+)
+from shared.store import Recorded
+
+from . import Statement
+
+INSERT_THREAD = """INSERT INTO threads (thread_id, tenant_id, position, created_at, metadata, body)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)"""
+UPDATE_THREAD_METADATA = """UPDATE threads SET metadata = $2::jsonb, body = jsonb_set(body, '{metadata}', $2::jsonb)
+WHERE thread_id = $1"""
+DELETE_THREAD = "DELETE FROM threads WHERE thread_id = $1"
+DELETE_THREAD_MESSAGES = "DELETE FROM messages WHERE thread_id = $1"
+INSERT_MESSAGE = """INSERT INTO messages (message_id, thread_id, tenant_id, seq, run_id, body)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb)"""
+UPDATE_MESSAGE_METADATA = """UPDATE messages SET body = jsonb_set(body, '{metadata}', $2::jsonb)
+WHERE message_id = $1"""
+DELETE_MESSAGE = "DELETE FROM messages WHERE message_id = $1"
+
+
+def _json(value: object) -> str:
+    return wire.ENCODER.encode(value).decode()
+
+
+def project(record: Recorded, event: AnyEvent) -> list[Statement]:
+    match event:
+        case ThreadCreated():
+            body = wire.encode(wire.thread_object(event)).decode()
+            return [(INSERT_THREAD, (event.thread_id, record.tenant_id, record.position, event.created_at,
+                                     _json(event.metadata), body))]
+        case ThreadModified():
+            return [(UPDATE_THREAD_METADATA, (event.thread_id, _json(event.metadata)))]
+        case ThreadDeleted():
+            return [(DELETE_THREAD, (event.thread_id,)), (DELETE_THREAD_MESSAGES, (event.thread_id,))]
+        case MessageCreated():
+            body = wire.encode(wire.message_object(event)).decode()
+            return [(INSERT_MESSAGE, (event.message_id, event.thread_id, record.tenant_id, record.stream_version,
+                                      event.run_id, body))]
+        case MessageModified():
+            return [(UPDATE_MESSAGE_METADATA, (event.message_id, _json(event.metadata)))]
+        case MessageDeleted():
+            return [(DELETE_MESSAGE, (event.message_id,))]
+    return []

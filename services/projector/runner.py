@@ -1,0 +1,109 @@
+"""Follows the log from the checkpoint and applies each batch with the checkpoint in one transaction.
+
+The bus only nudges: events are always read from the log in its gap-safe order, so live processing and a
+rebuild are the same loop and cannot drift apart. A redelivered nudge has no effect; a batch applied twice
+is impossible because the checkpoint moves in the transaction that applies it, guarded by its old value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import asyncpg
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from shared.bus import Bus
+from shared.checkpoints import lead, load_checkpoint, save_checkpoint
+from shared.events import AnyEvent
+from shared.store import Cursor, EventStore, Recorded
+
+from .projections import Statement
+
+log = logging.getLogger(__name__)
+
+Projection = Callable[[Recorded, AnyEvent], list[Statement]]
+BATCH = 500
+PROJECTOR_LOCK_ID = 7_245_003
+
+
+class ProjectorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.applied = Counter("threadlog_projector_events_total", "Events applied to read models",
+                               registry=registry)
+        self.position = Gauge("threadlog_projector_position", "Log position of the checkpoint", registry=registry)
+        self.lag = Gauge("threadlog_projector_lag_seconds", "Age of the newest applied event", registry=registry)
+
+
+def encode_cursor(cursor: Cursor) -> bytes:
+    return msgspec.json.encode(cursor)
+
+
+async def apply_batch(conn: asyncpg.Connection, statements: Sequence[Statement]) -> None:
+    """Runs of the same statement go as one executemany: a rebuild is bound by round trips, not SQL."""
+    i = 0
+    while i < len(statements):
+        sql = statements[i][0]
+        j = i
+        while j < len(statements) and statements[j][0] == sql:
+            j += 1
+        if j - i == 1:
+            await conn.execute(sql, *statements[i][1])
+        else:
+            await conn.executemany(sql, [s[1] for s in statements[i:j]])
+        i = j
+
+
+class Projector:
+    def __init__(self, *, database_url: str, pool: asyncpg.Pool, store: EventStore, bus: Bus | None,
+                 projection: Projection, checkpoint: str, metrics: ProjectorMetrics) -> None:
+        self._database_url = database_url
+        self._pool = pool
+        self._store = store
+        self._bus = bus
+        self._projection = projection
+        self._checkpoint = checkpoint
+        self._metrics = metrics
+        self.wake = asyncio.Event()
+        self.cursor = Cursor()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with lead(self._database_url, PROJECTOR_LOCK_ID) as leadership:
+                    log.info("projector: leading", extra={"checkpoint": self._checkpoint})
+                    self.cursor = await load_checkpoint(self._pool, self._checkpoint)
+                    while leadership.held and not stop.is_set():
+                        self.wake.clear()  # clear first: a nudge landing mid-read is kept
+                        applied = await self.step()
+                        if applied < BATCH:
+                            with contextlib.suppress(asyncio.TimeoutError):
+                                await asyncio.wait_for(self.wake.wait(), 1.0)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("projector: %s: %s; retrying", e.__class__.__name__, e)
+                await asyncio.sleep(0.5)
+
+    async def step(self) -> int:
+        """Apply the next batch; returns how many events it held."""
+        batch = await self._store.read_all(self.cursor, BATCH)
+        if not batch:
+            return 0
+        statements: list[Statement] = []
+        for record in batch:
+            statements.extend(self._projection(record, self._store.load(record)))
+        new = batch[-1].cursor
+        async with self._pool.acquire() as conn, conn.transaction():
+            await apply_batch(conn, statements)
+            if not await save_checkpoint(conn, self._checkpoint, self.cursor, new):
+                raise asyncpg.InterfaceError("checkpoint moved by another projector")
+        self.cursor = new
+        self._metrics.applied.inc(len(batch))
+        self._metrics.position.set(new.position)
+        self._metrics.lag.set(max(0.0, time.time() - batch[-1].recorded_at.timestamp()))
+        if self._bus is not None:
+            await self._bus.nudge(self._bus.subjects.projected, encode_cursor(new))
+        return len(batch)

@@ -1,0 +1,46 @@
+"""Settings read once from the environment by each service's entry point and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+from shared.errors import ConfigError
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    nats_url: str
+    # Namespaces the JetStream streams, consumers and subjects, so several stacks can share one NATS.
+    nats_prefix: str = "threadlog"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Where the projector and run-worker serve /healthz and /metrics (0 picks a free port).
+    projector_port: int = 8091
+    worker_port: int = 8092
+    api_key: str | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    db_pool_size: int = 10
+    # Bound on how long a write waits for the read models to reach it (read-your-writes).
+    consistency_wait_ms: int = 5000
+    # Run lease: a worker that stops heart-beating loses its run after this long.
+    run_lease_ms: int = 10000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Build settings from THREADLOG_* variables plus the conventional DATABASE_URL, NATS_URL, OPENAI_*."""
+        raw: dict[str, str] = {
+            k.removeprefix("THREADLOG_").lower(): v for k, v in env.items() if k.startswith("THREADLOG_")
+        }
+        for name in ("DATABASE_URL", "NATS_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+            if env.get(name):
+                raw[name.lower()] = env[name]
+        known = set(cls.__struct_fields__)
+        try:
+            return msgspec.convert({k: v for k, v in raw.items() if k in known}, cls, strict=False)
+        except msgspec.ValidationError as e:
+            raise ConfigError(f"invalid configuration: {e}") from None

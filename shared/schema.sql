@@ -1,0 +1,83 @@
+-- threadlog schema. Applied idempotently at start-up (shared/db.py: apply_schema).
+
+-- The log. Append-only: one row per event, ordered globally by (txid, position) for readers.
+CREATE TABLE IF NOT EXISTS events (
+    position        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- The writing transaction's id. Readers of the global order stop below the oldest transaction still
+    -- open (pg_snapshot_xmin), so a row that commits late is never stepped over (see store.py).
+    txid            bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    stream_id       text NOT NULL,
+    stream_version  integer NOT NULL,
+    event_id        uuid NOT NULL,
+    event_type      text NOT NULL,
+    schema_version  smallint NOT NULL,
+    tenant_id       text NOT NULL,
+    -- The exact bytes msgspec wrote: replay is byte-for-byte and a hash chain over rows stays possible.
+    payload         bytea NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT now(),
+    correlation_id  uuid,
+    causation_id    uuid,
+    CONSTRAINT events_event_id_key UNIQUE (event_id),
+    CONSTRAINT events_stream_version_key UNIQUE (stream_id, stream_version)
+);
+CREATE INDEX IF NOT EXISTS events_txid_position ON events (txid, position);
+
+-- Events are never rewritten. Only an explicit, audited maintenance session may (tests of tamper detection).
+CREATE OR REPLACE FUNCTION events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('threadlog.allow_rewrite', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'the event log is append-only (% refused)', TG_OP;
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+DROP TRIGGER IF EXISTS events_immutable ON events;
+CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION events_are_immutable();
+
+-- How far each follower of the log (the outbox relay, each projection) has got, as a (txid, position) cursor.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name        text PRIMARY KEY,
+    txid        bigint NOT NULL DEFAULT 0,
+    position    bigint NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Projects (tenants) and their API keys. Keys are stored as SHA-256 hashes only.
+CREATE TABLE IF NOT EXISTS projects (
+    project_id  text PRIMARY KEY,
+    name        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id      text PRIMARY KEY,
+    project_id  text NOT NULL REFERENCES projects (project_id),
+    key_hash    bytea NOT NULL UNIQUE,
+    key_hint    text NOT NULL,
+    is_admin    boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz
+);
+
+-- Read models. Built only by the projector; each row keeps the wire object it serves in `body`.
+CREATE TABLE IF NOT EXISTS threads (
+    thread_id   text PRIMARY KEY,
+    tenant_id   text NOT NULL,
+    position    bigint NOT NULL,
+    created_at  bigint NOT NULL,
+    metadata    jsonb NOT NULL,
+    body        jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS threads_tenant_position ON threads (tenant_id, position);
+CREATE INDEX IF NOT EXISTS threads_metadata ON threads USING gin (metadata jsonb_path_ops);
+
+CREATE TABLE IF NOT EXISTS messages (
+    message_id  text PRIMARY KEY,
+    thread_id   text NOT NULL,
+    tenant_id   text NOT NULL,
+    -- The stream version that created the message: a total, stable order inside the thread.
+    seq         integer NOT NULL,
+    run_id      text,
+    body        jsonb NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_thread_seq ON messages (thread_id, seq);
+CREATE INDEX IF NOT EXISTS messages_thread_run_seq ON messages (thread_id, run_id, seq) WHERE run_id IS NOT NULL;

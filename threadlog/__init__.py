@@ -1,0 +1,1 @@
+"""threadlog: the developer entry points (the `threadlog` command, embedded servers)."""

@@ -1,0 +1,121 @@
+"""The `threadlog` command: `run` the whole service, `migrate` the schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from shared.db import apply_schema
+
+from .devenv import EmbeddedNats, EmbeddedPostgres
+from .stack import Stack
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("THREADLOG_DATA_DIR") or PROJECT_ROOT / ".threadlog").resolve()
+
+
+def api_key_for(folder: Path) -> tuple[str, bool]:
+    """THREADLOG_API_KEY, or a key generated once and kept in the data folder. True when generated here."""
+    if key := os.environ.get("THREADLOG_API_KEY"):
+        return key, False
+    from services.gateway.auth import new_key
+
+    path = folder / "api_key"
+    if path.exists():
+        return path.read_text().strip(), True
+    key = new_key()
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key, True
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    folder = data_dir()
+    postgres = nats = None
+    database_url = os.environ.get("DATABASE_URL")
+    nats_url = os.environ.get("NATS_URL")
+    if not database_url:
+        postgres = EmbeddedPostgres(folder / "postgres")
+        database_url = postgres.start()
+        print(f"threadlog: embedded PostgreSQL at {database_url} (data in {postgres.pgdata})", flush=True)
+    if not nats_url:
+        nats = EmbeddedNats(folder / "nats", port=int(os.environ.get("THREADLOG_NATS_PORT", "0")) or None)
+        nats_url = nats.start()
+        print(f"threadlog: embedded NATS JetStream at {nats_url}", flush=True)
+    asyncio.run(apply_schema(database_url))
+    key, generated = api_key_for(folder)
+    openai_key = os.environ.get("OPENAI_API_KEY")
+    stack = Stack(database_url=database_url, nats_url=nats_url, log_dir=folder / "logs", api_key=key,
+                  port=int(os.environ.get("THREADLOG_PORT", "8080")), workers=args.workers,
+                  openai_base_url=os.environ.get("OPENAI_BASE_URL"), openai_api_key=openai_key)
+    stopping = False
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        model = ("the OFFLINE model (threadlog's own deterministic stand-in, not a real LLM)" if stack.local_model
+                 else os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"))
+        print(
+            "\nthreadlog is running.\n"
+            f"  base URL : {stack.base_url}\n"
+            f"  API key  : {key}{'  (generated; set THREADLOG_API_KEY to choose one)' if generated else ''}\n"
+            f"  model    : {model}\n"
+            f"  logs     : {stack.log_dir}\n"
+            f'  try      : OpenAI(base_url="{stack.base_url}", api_key="{key}").beta.threads.create()\n'
+            "Ctrl-C stops everything.\n", flush=True)
+        while not stopping:
+            time.sleep(0.5)
+            for service in stack.services:
+                if not service.alive and not stopping:
+                    print(f"threadlog: {service.name} exited; restarting (log: {service.log_path})", flush=True)
+                    service.start()
+    finally:
+        print("threadlog: stopping…", flush=True)
+        stack.stop()
+        if nats:
+            nats.stop()
+        if postgres:
+            postgres.stop()
+        print("threadlog: stopped.", flush=True)
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        print("DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    asyncio.run(apply_schema(database_url))
+    print("schema applied")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="threadlog", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the whole service (embedded PostgreSQL and NATS unless configured)")
+    run.add_argument("--workers", type=int, default=1, help="run-worker processes")
+    run.set_defaults(func=cmd_run)
+    migrate = sub.add_parser("migrate", help="apply the schema to DATABASE_URL")
+    migrate.set_defaults(func=cmd_migrate)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
