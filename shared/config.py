@@ -28,6 +28,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     consistency_wait_ms: int = 5000
     # Run lease: a worker that stops heart-beating loses its run after this long.
     run_lease_ms: int = 10000
+    # A run not finished by then (or still waiting for tool outputs) ends `expired`, as on the hosted API.
+    run_expires_s: int = 600
+    # Sent as `openai-poll-after-ms` on run reads: how often the SDK's poll helpers ask again.
+    poll_after_ms: int = 200
+    # Runs one worker process carries out at the same time.
+    worker_concurrency: int = 32
     log_level: str = "INFO"
 
     @classmethod

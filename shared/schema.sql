@@ -81,3 +81,41 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_thread_seq ON messages (thread_id, seq);
 CREATE INDEX IF NOT EXISTS messages_thread_run_seq ON messages (thread_id, run_id, seq) WHERE run_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS assistants (
+    assistant_id text PRIMARY KEY,
+    tenant_id    text NOT NULL,
+    position     bigint NOT NULL,
+    body         jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assistants_tenant_position ON assistants (tenant_id, position);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       text PRIMARY KEY,
+    thread_id    text NOT NULL,
+    tenant_id    text NOT NULL,
+    assistant_id text NOT NULL,
+    seq          integer NOT NULL,
+    status       text NOT NULL,
+    body         jsonb NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS runs_thread_seq ON runs (thread_id, seq);
+
+CREATE TABLE IF NOT EXISTS run_steps (
+    step_id      text PRIMARY KEY,
+    run_id       text NOT NULL,
+    thread_id    text NOT NULL,
+    tenant_id    text NOT NULL,
+    seq          integer NOT NULL,
+    body         jsonb NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS run_steps_run_seq ON run_steps (run_id, seq);
+
+-- Which worker holds which run, until when. Not part of the record (a heartbeat is not an event):
+-- the claim itself is an event appended at the expected version; this row only says the holder is alive.
+CREATE TABLE IF NOT EXISTS run_leases (
+    run_id       text PRIMARY KEY,
+    worker_id    text NOT NULL,
+    attempt      integer NOT NULL,
+    expires_at   timestamptz NOT NULL
+);

@@ -12,22 +12,35 @@ from aiohttp import web
 
 from shared.bus import open_bus
 from shared.config import Settings
+from shared.consistency import READ_MODELS, ConsistencyWaiter
 from shared.db import open_pool
 from shared.observability import add_probe_routes
 from shared.relay import Relay
+from shared.repository import Repository
+from shared.state import AssistantState, ThreadState, evolve, evolve_assistant
 from shared.store import EventStore
 
 from .auth import PrincipalCache, ensure_key
-from .consistency import ConsistencyWaiter
 from .errors import Handler, errors_as_json
-from .keys import BUS, CONSISTENCY, METRICS, POOL, PRINCIPAL, PRINCIPALS, QUERIES, SETTINGS, STORE, THREADS
+from .keys import (
+    ASSISTANTS,
+    BUS,
+    CONSISTENCY,
+    METRICS,
+    POOL,
+    PRINCIPAL,
+    PRINCIPALS,
+    QUERIES,
+    SETTINGS,
+    STORE,
+    THREADS,
+)
 from .metrics import GatewayMetrics
 from .queries import Queries
-from .repository import ThreadRepository
-from .routes import messages, threads
+from .routes import assistants, messages, runs, threads
 
 log = logging.getLogger(__name__)
-READ_MODELS_CHECKPOINT = "read_models"
+READ_MODELS_CHECKPOINT = READ_MODELS
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -38,7 +51,9 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = EventStore(pool)
         app[QUERIES] = Queries(pool)
         app[PRINCIPALS] = PrincipalCache(pool)
-        app[THREADS] = ThreadRepository(app[STORE], app[METRICS])
+        app[THREADS] = Repository(app[STORE], lambda i: ThreadState(thread_id=i), evolve, app[METRICS])
+        app[ASSISTANTS] = Repository(app[STORE], lambda i: AssistantState(assistant_id=i), evolve_assistant,
+                                     app[METRICS])
         if settings.api_key:
             await ensure_key(pool, settings.api_key)
         yield
@@ -110,6 +125,6 @@ def make_app(settings: Settings) -> web.Application:
         return app[BUS].connected
 
     add_probe_routes(app, app[METRICS].registry, ready)
-    app.add_routes(threads.routes)
-    app.add_routes(messages.routes)
+    for module in (threads, messages, assistants, runs):
+        app.add_routes(module.routes)
     return app

@@ -7,19 +7,21 @@ from aiohttp import web
 
 from shared.bus import Bus
 from shared.config import Settings
+from shared.consistency import ConsistencyWaiter
+from shared.repository import Repository
+from shared.state import AssistantState, ThreadState
 from shared.store import EventStore
 
 from .auth import Principal, PrincipalCache
-from .consistency import ConsistencyWaiter
 from .metrics import GatewayMetrics
 from .queries import Queries
-from .repository import ThreadRepository
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", EventStore)
 BUS = web.AppKey("bus", Bus)
-THREADS = web.AppKey("threads", ThreadRepository)
+THREADS = web.AppKey("threads", Repository[ThreadState])
+ASSISTANTS = web.AppKey("assistants", Repository[AssistantState])
 CONSISTENCY = web.AppKey("consistency", ConsistencyWaiter)
 PRINCIPALS = web.AppKey("principals", PrincipalCache)
 METRICS = web.AppKey("metrics", GatewayMetrics)

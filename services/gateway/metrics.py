@@ -20,3 +20,9 @@ class GatewayMetrics:
         self.consistency_timeouts = Counter("threadlog_consistency_wait_timeouts_total",
                                             "Writes answered before the read models reached them",
                                             registry=self.registry)
+
+    def appended(self, n: int) -> None:
+        self.appends.inc(n)
+
+    def conflicted(self) -> None:
+        self.conflicts.inc()

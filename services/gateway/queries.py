@@ -1,4 +1,8 @@
-"""Reads of the read-model tables, with OpenAI's cursor pagination. Never writes; never reads the log."""
+"""Reads of the read-model tables, with OpenAI's cursor pagination. Never writes; never reads the log.
+
+Lists seek by an indexed order column: their cost does not grow with the length of a thread.
+SQL is assembled only from constant fragments chosen here; every value travels as a $n parameter.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,24 @@ from shared.errors import NotFoundError
 from .http import ListParams
 
 
-class Page(msgspec.Struct, frozen=True):
-    body: bytes
+class Params:
+    """Collects values and hands out their $n placeholders."""
+
+    def __init__(self, *values: object) -> None:
+        self.values = list(values)
+
+    def add(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+class Parent(msgspec.Struct, frozen=True):
+    """The object a list hangs under: it must exist (and belong to the tenant), or the list is a 404."""
+
+    table: str
+    id_col: str
+    id: str
+    kind: str
 
 
 def _direction(params: ListParams) -> tuple[str, str, bool]:
@@ -36,63 +56,90 @@ class Queries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def thread(self, thread_id: str, tenant_id: str) -> bytes:
+    async def one(self, table: str, id_col: str, object_id: str, tenant_id: str, kind: str,
+                  scope: tuple[str, str] | None = None) -> bytes:
+        p = Params(object_id, tenant_id)
+        extra = f" AND {scope[0]} = {p.add(scope[1])}" if scope else ""
         body = await self._pool.fetchval(
-            "SELECT body::text FROM threads WHERE thread_id = $1 AND tenant_id = $2", thread_id, tenant_id)
+            f"SELECT body::text FROM {table} WHERE {id_col} = $1 AND tenant_id = $2{extra}", *p.values)
         if body is None:
-            raise NotFoundError(f"No thread found with id '{thread_id}'.", param="thread_id")
+            raise NotFoundError(f"No {kind} found with id '{object_id}'.", param=f"{kind}_id")
         return str(body).encode()
 
-    async def message(self, thread_id: str, message_id: str, tenant_id: str) -> bytes:
-        body = await self._pool.fetchval(
-            "SELECT body::text FROM messages WHERE message_id = $1 AND thread_id = $2 AND tenant_id = $3",
-            message_id, thread_id, tenant_id)
-        if body is None:
-            raise NotFoundError(f"No message found with id '{message_id}'.", param="message_id")
-        return str(body).encode()
-
-    async def messages(self, thread_id: str, tenant_id: str, params: ListParams, run_id: str | None) -> bytes:
-        """One round trip: the thread's existence and the page, seeking by (thread_id, seq) in the index."""
+    async def page(self, *, table: str, id_col: str, order_col: str, tenant_id: str, params: ListParams,
+                   filters: list[tuple[str, object]] | None = None, parent: Parent | None = None,
+                   link_col: str | None = None) -> bytes:
+        """One page of `table`, newest or oldest first, after/before a cursor id, in one round trip."""
         op, order, reverse = _direction(params)
+        p = Params(params.limit + 1, tenant_id)
+        conditions = ["x.tenant_id = $2"]
+        if parent is not None:
+            conditions.append(f"x.{link_col} = p.{parent.id_col}")
         cursor = params.after or params.before
-        conditions = ["m.thread_id = t.thread_id"]
-        args: list[object] = [thread_id, tenant_id, params.limit + 1]
         if cursor is not None:
-            args.append(cursor)
-            conditions.append(f"m.seq {op} (SELECT seq FROM messages WHERE message_id = ${len(args)}"
-                              " AND thread_id = $1)")
-        if run_id is not None:
-            args.append(run_id)
-            conditions.append(f"m.run_id = ${len(args)}")
-        sql = f"""
-            SELECT m.message_id, m.body::text FROM threads t
-            LEFT JOIN LATERAL (SELECT message_id, body, seq FROM messages m WHERE {' AND '.join(conditions)}
-                               ORDER BY seq {order} LIMIT $3) m ON true
-            WHERE t.thread_id = $1 AND t.tenant_id = $2"""
-        rows = await self._pool.fetch(sql, *args)
+            scope = f" AND {link_col} = p.{parent.id_col}" if parent is not None else " AND tenant_id = $2"
+            conditions.append(f"x.{order_col} {op} (SELECT {order_col} FROM {table} WHERE {id_col} = "
+                              f"{p.add(cursor)}{scope})")
+        for fragment, value in filters or []:
+            conditions.append(fragment.format(p.add(value)))
+        inner = (f"SELECT x.{id_col}, x.body::text FROM {table} x WHERE {' AND '.join(conditions)}"
+                 f" ORDER BY x.{order_col} {order} LIMIT $1")
+        if parent is None:
+            return _page(list(await self._pool.fetch(inner, *p.values)), params, reverse)
+        parent_id = p.add(parent.id)
+        rows = await self._pool.fetch(
+            f"SELECT i.* FROM {parent.table} p LEFT JOIN LATERAL ({inner}) i ON true"
+            f" WHERE p.{parent.id_col} = {parent_id} AND p.tenant_id = $2", *p.values)
         if not rows:
-            raise NotFoundError(f"No thread found with id '{thread_id}'.", param="thread_id")
+            raise NotFoundError(f"No {parent.kind} found with id '{parent.id}'.", param=f"{parent.kind}_id")
         return _page([r for r in rows if r[0] is not None], params, reverse)
+
+    # --- the resources --------------------------------------------------------------------------
+
+    async def thread(self, thread_id: str, tenant_id: str) -> bytes:
+        return await self.one("threads", "thread_id", thread_id, tenant_id, "thread")
 
     async def threads(self, tenant_id: str, params: ListParams, metadata: dict[str, str],
                       created_after: int | None, created_before: int | None) -> bytes:
-        op, order, reverse = _direction(params)
-        cursor = params.after or params.before
-        conditions = ["tenant_id = $1"]
-        args: list[object] = [tenant_id, params.limit + 1]
-        if cursor is not None:
-            args.append(cursor)
-            conditions.append(f"position {op} (SELECT position FROM threads WHERE thread_id = ${len(args)})")
+        filters: list[tuple[str, object]] = []
         if metadata:
-            args.append(msgspec.json.encode(metadata).decode())
-            conditions.append(f"metadata @> ${len(args)}::jsonb")
+            filters.append(("x.metadata @> {}::jsonb", msgspec.json.encode(metadata).decode()))
         if created_after is not None:
-            args.append(created_after)
-            conditions.append(f"created_at >= ${len(args)}")
+            filters.append(("x.created_at >= {}", created_after))
         if created_before is not None:
-            args.append(created_before)
-            conditions.append(f"created_at < ${len(args)}")
-        sql = (f"SELECT thread_id, body::text FROM threads WHERE {' AND '.join(conditions)}"
-               f" ORDER BY position {order} LIMIT $2")
-        rows = await self._pool.fetch(sql, *args)
-        return _page(list(rows), params, reverse)
+            filters.append(("x.created_at < {}", created_before))
+        return await self.page(table="threads", id_col="thread_id", order_col="position", tenant_id=tenant_id,
+                               params=params, filters=filters)
+
+    async def message(self, thread_id: str, message_id: str, tenant_id: str) -> bytes:
+        return await self.one("messages", "message_id", message_id, tenant_id, "message", ("thread_id", thread_id))
+
+    async def messages(self, thread_id: str, tenant_id: str, params: ListParams, run_id: str | None) -> bytes:
+        filters: list[tuple[str, object]] = [("x.run_id = {}", run_id)] if run_id is not None else []
+        return await self.page(table="messages", id_col="message_id", order_col="seq", tenant_id=tenant_id,
+                               params=params, filters=filters, link_col="thread_id",
+                               parent=Parent("threads", "thread_id", thread_id, "thread"))
+
+    async def assistant(self, assistant_id: str, tenant_id: str) -> bytes:
+        return await self.one("assistants", "assistant_id", assistant_id, tenant_id, "assistant")
+
+    async def assistants(self, tenant_id: str, params: ListParams) -> bytes:
+        return await self.page(table="assistants", id_col="assistant_id", order_col="position", tenant_id=tenant_id,
+                               params=params)
+
+    async def run(self, thread_id: str, run_id: str, tenant_id: str) -> bytes:
+        return await self.one("runs", "run_id", run_id, tenant_id, "run", ("thread_id", thread_id))
+
+    async def runs(self, thread_id: str, tenant_id: str, params: ListParams) -> bytes:
+        return await self.page(table="runs", id_col="run_id", order_col="seq", tenant_id=tenant_id, params=params,
+                               link_col="thread_id", parent=Parent("threads", "thread_id", thread_id, "thread"))
+
+    async def step(self, thread_id: str, run_id: str, step_id: str, tenant_id: str) -> bytes:
+        body = await self.one("run_steps", "step_id", step_id, tenant_id, "step", ("run_id", run_id))
+        await self.run(thread_id, run_id, tenant_id)
+        return body
+
+    async def steps(self, thread_id: str, run_id: str, tenant_id: str, params: ListParams) -> bytes:
+        await self.run(thread_id, run_id, tenant_id)
+        return await self.page(table="run_steps", id_col="step_id", order_col="seq", tenant_id=tenant_id,
+                               params=params, link_col="run_id", parent=Parent("runs", "run_id", run_id, "run"))

@@ -13,15 +13,16 @@ from prometheus_client import CollectorRegistry
 
 from shared.bus import Bus, open_bus
 from shared.config import Settings
+from shared.consistency import READ_MODELS
 from shared.db import open_pool
 from shared.observability import serve_probes, setup_logging
 from shared.store import EventStore
 
-from .projections.threads import project
+from .projections.catalog import project
 from .runner import Projector, ProjectorMetrics
 
 log = logging.getLogger("projector")
-CHECKPOINT = "read_models"
+CHECKPOINT = READ_MODELS
 
 
 async def consume_nudges(bus: Bus, projector: Projector, stop: asyncio.Event) -> None:

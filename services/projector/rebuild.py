@@ -15,7 +15,7 @@ from shared.db import open_pool
 from shared.store import EventStore
 
 from .projections import READ_MODEL_TABLES
-from .projections.threads import project
+from .projections.catalog import project
 from .runner import BATCH, Projector, ProjectorMetrics
 
 Progress = Callable[[int], None]

@@ -1,20 +1,33 @@
-"""python -m services.run_worker: consume run events until SIGTERM."""
+"""python -m services.run_worker: carry out runs until SIGTERM (then drain in-flight runs)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 
-import nats.errors
 import uvloop
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from shared.bus import open_bus
 from shared.config import Settings
+from shared.consistency import READ_MODELS, ConsistencyWaiter
 from shared.db import open_pool
+from shared.ids import new_id
 from shared.observability import serve_probes, setup_logging
+from shared.relay import Relay
+from shared.repository import Repository
+from shared.state import ThreadState, evolve
+from shared.store import EventStore
+
+from .deltas import NoDeltas
+from .executor import Executor
+from .leases import Leases
+from .llm import Model
+from .worker import Worker, WorkerMetrics
 
 log = logging.getLogger("run_worker")
 
@@ -27,24 +40,34 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     registry = CollectorRegistry()
-    deliveries = Counter("threadlog_worker_deliveries_total", "Run events delivered", registry=registry)
-    async with open_pool(settings.database_url, size=4) as pool, \
-            open_bus(settings.nats_url, settings.nats_prefix, name="run_worker") as bus:
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{new_id('w')[-6:]}"
+    model = Model(settings.openai_base_url, settings.openai_api_key)
+    async with open_pool(settings.database_url, size=settings.db_pool_size) as pool, \
+            open_bus(settings.nats_url, settings.nats_prefix, name=f"run_worker {worker_id}") as bus:
+        store = EventStore(pool)
+        waiter = ConsistencyWaiter(pool, READ_MODELS, settings.consistency_wait_ms / 1000)
+        await bus.on_nudge(bus.subjects.projected, waiter.on_projected)
+        executor = Executor(pool=pool, threads=Repository(store, lambda i: ThreadState(thread_id=i), evolve),
+                            model=model, leases=Leases(pool, settings.run_lease_ms), waiter=waiter, bus=bus,
+                            deltas=NoDeltas(), worker_id=worker_id, lease_ms=settings.run_lease_ms)
+        worker = Worker(executor=executor, store=store, bus=bus, metrics=WorkerMetrics(registry),
+                        concurrency=settings.worker_concurrency, lease_ms=settings.run_lease_ms)
+        relay = Relay(settings.database_url, pool, store, bus)
 
         async def ready() -> bool:
             return bus.connected and not pool._closed
 
-        sub = await bus.pull("run-worker", [bus.subjects.event("thread.run.queued")])
         async with serve_probes(settings.host, settings.worker_port, registry, ready):
-            while not stop.is_set():
-                try:
-                    msgs = await sub.fetch(batch=16, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                for m in msgs:
-                    deliveries.inc()
-                    with contextlib.suppress(nats.errors.Error):
-                        await m.ack()
+            log.info("run-worker ready", extra={"worker_id": worker_id, "model": settings.openai_base_url})
+            background = [asyncio.create_task(waiter.poll_forever()), asyncio.create_task(relay.run(stop))]
+            try:
+                await worker.run(stop)
+            finally:
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await model.close()
 
 
 if __name__ == "__main__":

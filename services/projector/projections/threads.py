@@ -5,8 +5,10 @@ from __future__ import annotations
 from shared import wire
 from shared.events import (
     AnyEvent,
+    MessageCompleted,
     MessageCreated,
     MessageDeleted,
+    MessageIncomplete,
     MessageModified,
     ThreadCreated,
     ThreadDeleted,
@@ -27,6 +29,9 @@ VALUES ($1, $2, $3, $4, $5, $6::jsonb)"""
 UPDATE_MESSAGE_METADATA = """UPDATE messages SET body = jsonb_set(body, '{metadata}', $2::jsonb)
 WHERE message_id = $1"""
 DELETE_MESSAGE = "DELETE FROM messages WHERE message_id = $1"
+PATCH_MESSAGE = "UPDATE messages SET body = body || $2::jsonb WHERE message_id = $1"
+DELETE_THREAD_RUNS = "DELETE FROM runs WHERE thread_id = $1"
+DELETE_THREAD_STEPS = "DELETE FROM run_steps WHERE thread_id = $1"
 
 
 def _json(value: object) -> str:
@@ -42,11 +47,19 @@ def project(record: Recorded, event: AnyEvent) -> list[Statement]:
         case ThreadModified():
             return [(UPDATE_THREAD_METADATA, (event.thread_id, _json(event.metadata)))]
         case ThreadDeleted():
-            return [(DELETE_THREAD, (event.thread_id,)), (DELETE_THREAD_MESSAGES, (event.thread_id,))]
+            return [(DELETE_THREAD, (event.thread_id,)), (DELETE_THREAD_MESSAGES, (event.thread_id,)),
+                    (DELETE_THREAD_RUNS, (event.thread_id,)), (DELETE_THREAD_STEPS, (event.thread_id,))]
         case MessageCreated():
             body = wire.encode(wire.message_object(event)).decode()
             return [(INSERT_MESSAGE, (event.message_id, event.thread_id, record.tenant_id, record.stream_version,
                                       event.run_id, body))]
+        case MessageCompleted():
+            patch = {"status": "completed", "content": event.content, "completed_at": event.completed_at}
+            return [(PATCH_MESSAGE, (event.message_id, _json(patch)))]
+        case MessageIncomplete():
+            patch = {"status": "incomplete", "content": event.content, "incomplete_at": event.incomplete_at,
+                     "incomplete_details": {"reason": event.reason}}
+            return [(PATCH_MESSAGE, (event.message_id, _json(patch)))]
         case MessageModified():
             return [(UPDATE_MESSAGE_METADATA, (event.message_id, _json(event.metadata)))]
         case MessageDeleted():

@@ -1,4 +1,6 @@
-"""Read-your-writes: a write answers once the read models have applied it (bounded wait).
+"""Waiting for the read models to reach a place in the log (bounded).
+
+The gateway waits before answering a write (read-your-writes); the run-worker before reading a thread.
 
 The projector nudges every gateway with its new checkpoint over core NATS; a short poll of the checkpoint
 table covers lost nudges (NATS down), so the wait never depends on the bus.
@@ -19,6 +21,8 @@ from shared.store import Cursor
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05
+# The checkpoint of the projector that maintains every read model.
+READ_MODELS = "read_models"
 
 
 class ConsistencyWaiter:

@@ -1,0 +1,143 @@
+"""/v1/threads/{thread_id}/runs (+ steps) and /v1/threads/runs: runs are events in the thread's stream."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from shared import wire
+from shared.errors import InvalidRequestError
+from shared.events import Event
+from shared.ids import new_id
+
+from ..assistant_commands import require_assistant
+from ..commands import CreateThread, decide_create_thread, now_s
+from ..http import decode_body, list_params, respond
+from ..keys import ASSISTANTS, PRINCIPAL, QUERIES, SETTINGS
+from ..run_commands import (
+    CreateRun,
+    CreateThreadAndRun,
+    ModifyRun,
+    SubmitToolOutputs,
+    decide_cancel_run,
+    decide_create_run,
+    decide_modify_run,
+    decide_submit_tool_outputs,
+    resolve_run,
+)
+from ..writes import commit
+
+routes = web.RouteTableDef()
+CREATE_RUN = msgspec.json.Decoder(CreateRun)
+CREATE_THREAD_AND_RUN = msgspec.json.Decoder(CreateThreadAndRun)
+MODIFY_RUN = msgspec.json.Decoder(ModifyRun)
+SUBMIT_TOOL_OUTPUTS = msgspec.json.Decoder(SubmitToolOutputs)
+# The only value OpenAI defines: file-search result content, which threadlog never produces.
+KNOWN_INCLUDES = {"step_details.tool_calls[*].file_search.results[*].content"}
+
+
+def check_includes(request: web.Request) -> None:
+    for value in request.query.getall("include[]", []):
+        if value not in KNOWN_INCLUDES:
+            raise InvalidRequestError(f"Invalid 'include[]': unknown value '{value}'.", param="include",
+                                      code="invalid_value")
+
+
+def refuse_stream(stream: bool | None) -> None:
+    if stream:
+        raise InvalidRequestError("Streaming is not available on this endpoint yet.", param="stream",
+                                  code="unsupported_parameter")
+
+
+def run_response(request: web.Request, body: bytes) -> web.Response:
+    response = respond(body)
+    # The SDK's poll helpers wait this long between reads of a non-terminal run.
+    response.headers["openai-poll-after-ms"] = str(request.app[SETTINGS].poll_after_ms)
+    return response
+
+
+
+@routes.post("/v1/threads/{thread_id}/runs")
+async def create_run(request: web.Request) -> web.Response:
+    check_includes(request)
+    cmd = await decode_body(request, CREATE_RUN)
+    refuse_stream(cmd.stream)
+    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
+    assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), tenant)
+    now = now_s()
+    run = resolve_run(thread_id, cmd.assistant_id, assistant, cmd, now, request.app[SETTINGS].run_expires_s)
+    await commit(request.app, thread_id, tenant, lambda s: decide_create_run(s, tenant, run, cmd, now))
+    return run_response(request, wire.encode(wire.run_object(run)))
+
+
+@routes.post("/v1/threads/runs")
+async def create_thread_and_run(request: web.Request) -> web.Response:
+    cmd = await decode_body(request, CREATE_THREAD_AND_RUN)
+    refuse_stream(cmd.stream)
+    tenant = request[PRINCIPAL].project_id
+    assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), tenant)
+    thread_cmd = cmd.thread or CreateThread()
+    if cmd.tool_resources is not None:
+        thread_cmd = msgspec.structs.replace(thread_cmd, tool_resources=cmd.tool_resources)
+    thread_id, now = new_id("thread"), now_s()
+    run = resolve_run(thread_id, cmd.assistant_id, assistant, cmd, now, request.app[SETTINGS].run_expires_s)
+    events: list[Event] = [*decide_create_thread(thread_id, thread_cmd, now), run]
+    await commit(request.app, thread_id, tenant, lambda _: events, new=True)
+    return run_response(request, wire.encode(wire.run_object(run)))
+
+
+@routes.get("/v1/threads/{thread_id}/runs")
+async def list_runs(request: web.Request) -> web.Response:
+    return respond(await request.app[QUERIES].runs(request.match_info["thread_id"], request[PRINCIPAL].project_id,
+                                                   list_params(request)))
+
+
+@routes.get("/v1/threads/{thread_id}/runs/{run_id}")
+async def retrieve_run(request: web.Request) -> web.Response:
+    info = request.match_info
+    return run_response(request, await request.app[QUERIES].run(info["thread_id"], info["run_id"],
+                                                                request[PRINCIPAL].project_id))
+
+
+@routes.post("/v1/threads/{thread_id}/runs/{run_id}")
+async def modify_run(request: web.Request) -> web.Response:
+    cmd = await decode_body(request, MODIFY_RUN)
+    thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
+        request[PRINCIPAL].project_id
+    await commit(request.app, thread_id, tenant, lambda s: decide_modify_run(s, tenant, run_id, cmd))
+    return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
+
+
+@routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(request: web.Request) -> web.Response:
+    thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
+        request[PRINCIPAL].project_id
+    await commit(request.app, thread_id, tenant, lambda s: decide_cancel_run(s, tenant, run_id))
+    return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
+
+
+@routes.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
+async def submit_tool_outputs(request: web.Request) -> web.Response:
+    cmd = await decode_body(request, SUBMIT_TOOL_OUTPUTS)
+    refuse_stream(cmd.stream)
+    thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
+        request[PRINCIPAL].project_id
+    now = now_s()
+    await commit(request.app, thread_id, tenant, lambda s: decide_submit_tool_outputs(s, tenant, run_id, cmd, now))
+    return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
+
+
+@routes.get("/v1/threads/{thread_id}/runs/{run_id}/steps")
+async def list_steps(request: web.Request) -> web.Response:
+    check_includes(request)
+    info = request.match_info
+    return respond(await request.app[QUERIES].steps(info["thread_id"], info["run_id"], request[PRINCIPAL].project_id,
+                                                    list_params(request)))
+
+
+@routes.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def retrieve_step(request: web.Request) -> web.Response:
+    check_includes(request)
+    info = request.match_info
+    return respond(await request.app[QUERIES].step(info["thread_id"], info["run_id"], info["step_id"],
+                                                   request[PRINCIPAL].project_id))

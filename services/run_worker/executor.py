@@ -1,0 +1,215 @@
+"""Carries out one run: claim it at the expected version, hold a lease, call the model, record the outcome.
+
+Every append goes through a decision that first checks the run is still this attempt's: a worker that lost
+its lease (and was taken over) appends nothing, so a thread never gets two answers for one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from shared.bus import Bus
+from shared.consistency import ConsistencyWaiter
+from shared.events import ContentBlock, Event, LastError, TextBlock, TextValue, Usage
+from shared.repository import Repository
+from shared.state import ThreadState
+from shared.store import Cursor
+from shared.tokens import count_message_tokens, count_tokens
+
+from . import decisions
+from .deltas import Deltas
+from .leases import Leases
+from .llm import Finish, Fragment, Model, ModelError, ToolCallBuilder
+from .prompt import build_messages, model_request, thread_history
+
+log = logging.getLogger(__name__)
+Decide = Callable[[ThreadState], Sequence[Event]]
+
+
+class RunExpiredError(Exception):
+    pass
+
+
+def now_s() -> int:
+    return int(time.time())
+
+
+class Executor:
+    def __init__(self, *, pool: asyncpg.Pool, threads: Repository[ThreadState], model: Model, leases: Leases,
+                 waiter: ConsistencyWaiter, bus: Bus, deltas: Deltas, worker_id: str, lease_ms: int) -> None:
+        self._pool = pool
+        self.threads = threads
+        self._model = model
+        self._leases = leases
+        self._waiter = waiter
+        self._bus = bus
+        self._deltas = deltas
+        self.worker_id = worker_id
+        self._lease_s = lease_ms / 1000
+        self.active: dict[str, asyncio.Task[None]] = {}
+        self.cancel_requested: set[str] = set()
+        self.model_calls = 0
+
+    async def append(self, thread_id: str, tenant_id: str, decide: Decide) -> None:
+        outcome = await self.threads.execute(thread_id, tenant_id, decide, fresh=False)
+        if outcome.result is not None:
+            await self._bus.nudge(self._bus.subjects.appended)
+
+    async def claim(self, thread_id: str, run_id: str, tenant_id: str) -> tuple[decisions.Action, int]:
+        """Decide what to do with a delivery about the run; on "execute", the run is ours at the returned attempt."""
+        alive = await self._leases.holder_alive(run_id, self.worker_id)
+        chosen: list[decisions.Action] = ["drop"]
+
+        def decide(state: ThreadState) -> Sequence[Event]:
+            events, chosen[0] = decisions.claim(state, run_id, self.worker_id, now_s(), alive)
+            return events
+
+        await self.threads.load(thread_id)
+        await self.append(thread_id, tenant_id, decide)
+        state = await self.threads.load(thread_id)
+        run = state.runs.get(run_id)
+        attempt = run.attempt if run is not None else 0
+        if chosen[0] == "execute":
+            await self._leases.take(run_id, self.worker_id, attempt)
+        return chosen[0], attempt
+
+    async def execute(self, thread_id: str, run_id: str, tenant_id: str, attempt: int, after: Cursor,
+                      keepalive: Callable[[], object]) -> None:
+        """Run the attempt to a stable point (an answer, requires_action, or an end). Cancellation-safe."""
+        heartbeat = asyncio.create_task(self._heartbeat(thread_id, run_id, attempt, keepalive))
+        text = ""
+        try:
+            await self._deltas.attempt_started(thread_id, run_id, attempt)
+            text = await self._attempt(thread_id, run_id, tenant_id, attempt, after)
+        except decisions.SupersededError:
+            log.info("run superseded", extra={"run_id": run_id, "attempt": attempt})
+        except asyncio.CancelledError:
+            if run_id not in self.cancel_requested:
+                raise  # shutting down: the lease lapses and another worker takes the run over
+            await self._end(thread_id, run_id, tenant_id, attempt, "cancelled", text)
+        except RunExpiredError:
+            await self._end(thread_id, run_id, tenant_id, attempt, "expired", text)
+        except ModelError as e:
+            failure = e.error
+            await self._guarded(thread_id, tenant_id, lambda s: decisions.fail(s, run_id, attempt, now_s(), failure))
+        except Exception as e:
+            log.exception("run failed unexpectedly", extra={"run_id": run_id})
+            error = LastError(code="server_error", message=f"threadlog failed to carry out the run: {e!r}")
+            await self._guarded(thread_id, tenant_id, lambda s: decisions.fail(s, run_id, attempt, now_s(), error))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self.cancel_requested.discard(run_id)
+            with contextlib.suppress(Exception):
+                await self._leases.release(run_id, self.worker_id, attempt)
+
+    async def _guarded(self, thread_id: str, tenant_id: str, decide: Decide) -> None:
+        with contextlib.suppress(decisions.SupersededError):
+            await self.append(thread_id, tenant_id, decide)
+
+    async def _end(self, thread_id: str, run_id: str, tenant_id: str, attempt: int, how: str, text: str) -> None:
+        content: list[ContentBlock] = [TextBlock(text=TextValue(value=text))] if text else []
+
+        def decide(state: ThreadState) -> Sequence[Event]:
+            run = decisions.ours(state, run_id, attempt)
+            return decisions.ended(state, run, now_s(), how, content=content)  # type: ignore[arg-type]
+
+        await self._guarded(thread_id, tenant_id, decide)
+
+    async def _attempt(self, thread_id: str, run_id: str, tenant_id: str, attempt: int, after: Cursor) -> str:
+        state = await self.threads.load(thread_id)
+        run = decisions.ours(state, run_id, attempt)
+        while not await self._waiter.wait(after):  # the thread's messages must be in the read model
+            if now_s() >= run.config.expires_at:
+                raise RunExpiredError(run_id)
+        messages = build_messages(run, await thread_history(self._pool, run.config))
+        if messages is None:
+            await self.append(thread_id, tenant_id, lambda s: decisions.prompt_too_long(s, run_id, attempt, now_s()))
+            return ""
+        request = model_request(run, messages)
+        text, calls = "", ToolCallBuilder()
+        finish = Finish("stop", None)
+        self.model_calls += 1
+        async for piece in self._model.stream(request):
+            if now_s() >= run.config.expires_at:
+                raise RunExpiredError(run_id)
+            if isinstance(piece, Finish):
+                finish = piece
+            elif piece.text is not None:
+                if not text:
+                    await self.append(thread_id, tenant_id,
+                                      lambda s: decisions.start_message(s, run_id, attempt, now_s()))
+                text += piece.text
+                await self._text_delta(thread_id, run_id, piece)
+            elif piece.tool_index is not None:
+                if not calls:
+                    await self.append(thread_id, tenant_id,
+                                      lambda s: decisions.start_tool_calls(s, run_id, attempt, now_s()))
+                calls.add(piece)
+                await self._tool_delta(thread_id, run_id, piece)
+        usage = finish.usage or Usage(prompt_tokens=count_message_tokens(messages),
+                                      completion_tokens=count_tokens(text),
+                                      total_tokens=count_message_tokens(messages) + count_tokens(text))
+        content: list[ContentBlock] = [TextBlock(text=TextValue(value=text))] if text else []
+        if calls:
+            tool_calls = calls.calls()
+            await self.append(thread_id, tenant_id, lambda s: decisions.finish_tool_calls(
+                s, run_id, attempt, tool_calls, usage, now_s(), content))
+        else:
+            if not text:  # an empty answer still gets its message, as the hosted API does
+                await self.append(thread_id, tenant_id, lambda s: decisions.start_message(s, run_id, attempt, now_s()))
+            await self.append(thread_id, tenant_id, lambda s: decisions.finish_text(
+                s, run_id, attempt, content, usage, now_s(), truncated=finish.reason == "length"))
+        return text
+
+    async def _text_delta(self, thread_id: str, run_id: str, piece: Fragment) -> None:
+        state = self.threads.cached(thread_id)
+        run = state.runs.get(run_id) if state else None
+        if run is not None and run.message_id is not None and piece.text:
+            await self._deltas.text(thread_id, run_id, run.message_id, piece.text)
+
+    async def _tool_delta(self, thread_id: str, run_id: str, piece: Fragment) -> None:
+        state = self.threads.cached(thread_id)
+        run = state.runs.get(run_id) if state else None
+        if run is not None and run.step_id is not None and piece.tool_index is not None:
+            await self._deltas.tool_call(thread_id, run_id, run.step_id, piece.tool_index, piece.tool_id,
+                                         piece.tool_name, piece.tool_arguments)
+
+    async def _heartbeat(self, thread_id: str, run_id: str, attempt: int, keepalive: Callable[[], object]) -> None:
+        """Renew the lease; notice a takeover or a cancel that no nudge told us about."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                if not await self._leases.renew(run_id, self.worker_id, attempt):
+                    log.warning("lease lost", extra={"run_id": run_id})
+                    self._stop(run_id, cancel=False)
+                    return
+                result = keepalive()
+                if asyncio.iscoroutine(result):
+                    await result
+                state = await self.threads.load(thread_id)
+                run = state.runs.get(run_id)
+                if run is not None and run.status == "cancelling":
+                    self._stop(run_id, cancel=True)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("heartbeat failed: %r", e, extra={"run_id": run_id})
+
+    def request_cancel(self, run_id: str) -> bool:
+        return self._stop(run_id, cancel=True)
+
+    def _stop(self, run_id: str, *, cancel: bool) -> bool:
+        task = self.active.get(run_id)
+        if task is None or task.done():
+            return False
+        if cancel:
+            self.cancel_requested.add(run_id)
+        task.cancel()
+        return True
+
