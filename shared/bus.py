@@ -17,6 +17,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 # JetStream drops a re-publish with a Nats-Msg-Id it saw within this window: it must outlast a relay restart.
 DUPLICATE_WINDOW_S = 600.0
 EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
+# Token deltas are kept this long for resumed streams; after that a resume gets the rest of a message at once.
+DELTAS_MAX_AGE_S = 24 * 3600.0
 PUBLISH_WINDOW = 64  # publishes kept in flight: sequential publish-and-ack is 5x slower (baselines.md)
 
 
@@ -36,8 +39,28 @@ class Subjects(msgspec.Struct, frozen=True):
     def events_stream(self) -> str:
         return f"{self.prefix.upper().replace('.', '_').replace('-', '_')}_EVENTS"
 
-    def event(self, event_type: str) -> str:
-        return f"{self.prefix}.ev.{event_type}"
+    @property
+    def deltas_stream(self) -> str:
+        return self.events_stream.removesuffix("_EVENTS") + "_DELTAS"
+
+    def event(self, stream_id: str, event_type: str) -> str:
+        """Stream id first, so one stream's events are `<prefix>.ev.<stream_id>.>`."""
+        return f"{self.prefix}.ev.{stream_id}.{event_type}"
+
+    def events_of_type(self, event_type: str) -> str:
+        return f"{self.prefix}.ev.*.{event_type}"
+
+    def deltas(self, thread_id: str, run_id: str) -> str:
+        """Token deltas of one run (core publishes kept by the retained deltas stream)."""
+        return f"{self.prefix}.delta.{thread_id}.{run_id}"
+
+    @property
+    def all_deltas(self) -> str:
+        return f"{self.prefix}.delta.>"
+
+    def tail(self, stream_id: str) -> str:
+        """Core-NATS nudge: `stream_id` has new events in the log (wakes live streams of it)."""
+        return f"{self.prefix}.tail.{stream_id}"
 
     @property
     def all_events(self) -> str:
@@ -81,10 +104,19 @@ class Bus:
             duplicate_window=DUPLICATE_WINDOW_S,
             num_replicas=self._replicas,
         )
-        try:
-            await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            await self.js.update_stream(config)
+        deltas = api.StreamConfig(
+            name=self.subjects.deltas_stream,
+            subjects=[self.subjects.all_deltas],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=DELTAS_MAX_AGE_S,
+            num_replicas=self._replicas,
+        )
+        for stream in (config, deltas):
+            try:
+                await self.js.add_stream(stream)
+            except nats.js.errors.BadRequestError:
+                await self.js.update_stream(stream)
 
     @property
     def connected(self) -> bool:
@@ -112,8 +144,14 @@ class Bus:
         with contextlib.suppress(nats.errors.Error, OSError):
             await self.nc.publish(subject, data)
 
-    async def on_nudge(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> None:
-        await self.nc.subscribe(subject, cb=callback)
+    async def appended(self, stream_id: str) -> None:
+        """Tell the relay, the projector and live streams of `stream_id` that the log grew."""
+        await self.nudge(self.subjects.appended)
+        await self.nudge(self.subjects.tail(stream_id))
+
+    async def on_nudge(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> Subscription:
+        sub: Subscription = await self.nc.subscribe(subject, cb=callback)
+        return sub
 
     async def pull(self, role: str, filter_subjects: list[str], ack_wait_s: float = 30.0,
                    max_deliver: int = -1) -> JetStreamContext.PullSubscription:

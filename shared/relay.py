@@ -72,7 +72,8 @@ class Relay:
                 await asyncio.sleep(0.5)
 
     def _outgoing(self, record: Recorded) -> Outgoing:
-        return Outgoing(self._bus.subjects.event(record.event_type), encode_envelope(record), str(record.event_id))
+        subject = self._bus.subjects.event(record.stream_id, record.event_type)
+        return Outgoing(subject, encode_envelope(record), str(record.event_id))
 
     async def _on_nudge(self, _msg: object) -> None:
         self.wake.set()

@@ -55,6 +55,7 @@ class ToolRound(msgspec.Struct, kw_only=True):
 
 class RunState(msgspec.Struct, kw_only=True):
     config: RunCreated
+    created_version: int = 0  # the stream version of its creation: where a stream of the run starts
     status: RunStatus = "queued"
     attempt: int = 0
     worker_id: str | None = None
@@ -146,7 +147,7 @@ def evolve(state: ThreadState, event: AnyEvent, tenant_id: str) -> ThreadState:
         case MessageDeleted(message_id=message_id):
             state.message_ids.discard(message_id)
         case RunCreated(run_id=run_id):
-            state.runs[run_id] = RunState(config=event)
+            state.runs[run_id] = RunState(config=event, created_version=state.version + 1)
             state.active_run_id = run_id
         case _:
             _run_event(state, event)

@@ -117,6 +117,7 @@ class Stack:
         self.env = base
         self.gateway = Service("gateway", "services.gateway", {**base, "THREADLOG_PORT": str(self.port)}, log_dir,
                                self.port)
+        self.extra_gateways: list[Service] = []
         projector_port = free_port()
         self.projector = Service("projector", "services.projector",
                                  {**base, "THREADLOG_PROJECTOR_PORT": str(projector_port)}, log_dir, projector_port)
@@ -134,7 +135,17 @@ class Stack:
     @property
     def services(self) -> list[Service]:
         head = [self.local_model] if self.local_model else []
-        return [*head, self.gateway, self.projector, *self.workers]
+        return [*head, self.gateway, *self.extra_gateways, self.projector, *self.workers]
+
+    def add_gateway(self) -> Service:
+        """Another gateway process on its own port, sharing everything else (as behind a load balancer)."""
+        port = free_port()
+        gateway = Service(f"gateway-{len(self.extra_gateways) + 1}", "services.gateway",
+                          {**self.env, "THREADLOG_PORT": str(port)}, self.log_dir, port)
+        self.extra_gateways.append(gateway)
+        gateway.start()
+        gateway.wait_ready()
+        return gateway
 
     def start(self) -> None:
         for service in self.services:

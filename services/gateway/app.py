@@ -37,7 +37,7 @@ from .keys import (
 )
 from .metrics import GatewayMetrics
 from .queries import Queries
-from .routes import assistants, messages, runs, threads
+from .routes import assistants, messages, runs, streams, threads
 
 log = logging.getLogger(__name__)
 READ_MODELS_CHECKPOINT = READ_MODELS
@@ -125,6 +125,6 @@ def make_app(settings: Settings) -> web.Application:
         return app[BUS].connected
 
     add_probe_routes(app, app[METRICS].registry, ready)
-    for module in (threads, messages, assistants, runs):
+    for module in (threads, messages, assistants, runs, streams):
         app.add_routes(module.routes)
     return app

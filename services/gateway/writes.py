@@ -22,8 +22,7 @@ async def _commit(app: web.Application, repo: Repository[S], stream_id: str, ten
                   decide: Callable[[S], Sequence[Event]], new: bool) -> Outcome:
     outcome = await repo.execute(stream_id, tenant_id, decide, new=new)
     if outcome.result is not None:
-        bus = app[BUS]
-        await bus.nudge(bus.subjects.appended)
+        await app[BUS].appended(stream_id)
         if not await app[CONSISTENCY].wait(outcome.result.cursor):
             # Bounded: the write is durable either way; only the next read might not show it yet.
             app[METRICS].consistency_timeouts.inc()

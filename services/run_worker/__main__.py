@@ -23,7 +23,7 @@ from shared.repository import Repository
 from shared.state import ThreadState, evolve
 from shared.store import EventStore
 
-from .deltas import NoDeltas
+from .deltas import NatsDeltas
 from .executor import Executor
 from .leases import Leases
 from .llm import Model
@@ -49,7 +49,7 @@ async def main() -> None:
         await bus.on_nudge(bus.subjects.projected, waiter.on_projected)
         executor = Executor(pool=pool, threads=Repository(store, lambda i: ThreadState(thread_id=i), evolve),
                             model=model, leases=Leases(pool, settings.run_lease_ms), waiter=waiter, bus=bus,
-                            deltas=NoDeltas(), worker_id=worker_id, lease_ms=settings.run_lease_ms)
+                            deltas=NatsDeltas(bus), worker_id=worker_id, lease_ms=settings.run_lease_ms)
         worker = Worker(executor=executor, store=store, bus=bus, metrics=WorkerMetrics(registry),
                         concurrency=settings.worker_concurrency, lease_ms=settings.run_lease_ms)
         relay = Relay(settings.database_url, pool, store, bus)

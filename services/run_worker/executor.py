@@ -59,7 +59,7 @@ class Executor:
     async def append(self, thread_id: str, tenant_id: str, decide: Decide) -> None:
         outcome = await self.threads.execute(thread_id, tenant_id, decide, fresh=False)
         if outcome.result is not None:
-            await self._bus.nudge(self._bus.subjects.appended)
+            await self._bus.appended(thread_id)
 
     async def claim(self, thread_id: str, run_id: str, tenant_id: str) -> tuple[decisions.Action, int]:
         """Decide what to do with a delivery about the run; on "execute", the run is ours at the returned attempt."""
@@ -107,6 +107,7 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             self.cancel_requested.discard(run_id)
+            self._deltas.finished(run_id)
             with contextlib.suppress(Exception):
                 await self._leases.release(run_id, self.worker_id, attempt)
 

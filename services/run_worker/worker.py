@@ -51,8 +51,9 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         subjects = self._bus.subjects
-        sub = await self._bus.pull("run-worker", [subjects.event(t) for t in TRIGGERS], ack_wait_s=self._lease_s)
-        await self._bus.on_nudge(subjects.event("thread.run.cancelling"), self._on_cancelling)
+        triggers = [subjects.events_of_type(t) for t in TRIGGERS]
+        sub = await self._bus.pull("run-worker", triggers, ack_wait_s=self._lease_s)
+        await self._bus.on_nudge(subjects.events_of_type("thread.run.cancelling"), self._on_cancelling)
         while not stop.is_set():
             free = self._concurrency - len(self._inflight)
             if free <= 0:

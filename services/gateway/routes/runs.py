@@ -13,7 +13,7 @@ from shared.ids import new_id
 from ..assistant_commands import require_assistant
 from ..commands import CreateThread, decide_create_thread, now_s
 from ..http import decode_body, list_params, respond
-from ..keys import ASSISTANTS, PRINCIPAL, QUERIES, SETTINGS
+from ..keys import ASSISTANTS, PRINCIPAL, QUERIES, SETTINGS, THREADS
 from ..run_commands import (
     CreateRun,
     CreateThreadAndRun,
@@ -25,7 +25,10 @@ from ..run_commands import (
     decide_submit_tool_outputs,
     resolve_run,
 )
+from ..streaming.serve import serve
+from ..streaming.sse import Position
 from ..writes import commit
+from .streams import run_stream
 
 routes = web.RouteTableDef()
 CREATE_RUN = msgspec.json.Decoder(CreateRun)
@@ -43,12 +46,6 @@ def check_includes(request: web.Request) -> None:
                                       code="invalid_value")
 
 
-def refuse_stream(stream: bool | None) -> None:
-    if stream:
-        raise InvalidRequestError("Streaming is not available on this endpoint yet.", param="stream",
-                                  code="unsupported_parameter")
-
-
 def run_response(request: web.Request, body: bytes) -> web.Response:
     response = respond(body)
     # The SDK's poll helpers wait this long between reads of a non-terminal run.
@@ -58,22 +55,24 @@ def run_response(request: web.Request, body: bytes) -> web.Response:
 
 
 @routes.post("/v1/threads/{thread_id}/runs")
-async def create_run(request: web.Request) -> web.Response:
+async def create_run(request: web.Request) -> web.StreamResponse:
     check_includes(request)
     cmd = await decode_body(request, CREATE_RUN)
-    refuse_stream(cmd.stream)
     thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
     assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), tenant)
     now = now_s()
     run = resolve_run(thread_id, cmd.assistant_id, assistant, cmd, now, request.app[SETTINGS].run_expires_s)
-    await commit(request.app, thread_id, tenant, lambda s: decide_create_run(s, tenant, run, cmd, now))
+    outcome = await commit(request.app, thread_id, tenant, lambda s: decide_create_run(s, tenant, run, cmd, now))
+    if cmd.stream:
+        assert outcome.result is not None
+        stream = run_stream(request, thread_id, run.run_id, outcome.result.version, None, stop_at_action=True)
+        return await serve(request, stream.events())
     return run_response(request, wire.encode(wire.run_object(run)))
 
 
 @routes.post("/v1/threads/runs")
-async def create_thread_and_run(request: web.Request) -> web.Response:
+async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     cmd = await decode_body(request, CREATE_THREAD_AND_RUN)
-    refuse_stream(cmd.stream)
     tenant = request[PRINCIPAL].project_id
     assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), tenant)
     thread_cmd = cmd.thread or CreateThread()
@@ -83,6 +82,9 @@ async def create_thread_and_run(request: web.Request) -> web.Response:
     run = resolve_run(thread_id, cmd.assistant_id, assistant, cmd, now, request.app[SETTINGS].run_expires_s)
     events: list[Event] = [*decide_create_thread(thread_id, thread_cmd, now), run]
     await commit(request.app, thread_id, tenant, lambda _: events, new=True)
+    if cmd.stream:
+        stream = run_stream(request, thread_id, run.run_id, 1, None, stop_at_action=True, include_thread=True)
+        return await serve(request, stream.events())
     return run_response(request, wire.encode(wire.run_object(run)))
 
 
@@ -117,13 +119,21 @@ async def cancel_run(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
-async def submit_tool_outputs(request: web.Request) -> web.Response:
+async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
     cmd = await decode_body(request, SUBMIT_TOOL_OUTPUTS)
-    refuse_stream(cmd.stream)
     thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
         request[PRINCIPAL].project_id
     now = now_s()
-    await commit(request.app, thread_id, tenant, lambda s: decide_submit_tool_outputs(s, tenant, run_id, cmd, now))
+    outcome = await commit(request.app, thread_id, tenant,
+                           lambda s: decide_submit_tool_outputs(s, tenant, run_id, cmd, now))
+    if cmd.stream:
+        assert outcome.result is not None
+        state = await request.app[THREADS].load(thread_id)
+        first = outcome.result.version - len(outcome.events) + 1
+        # Fold the run from its creation, but send only what the submission started.
+        stream = run_stream(request, thread_id, run_id, state.runs[run_id].created_version,
+                            Position(first - 1, 1 << 30), stop_at_action=True)
+        return await serve(request, stream.events())
     return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
 
 

@@ -14,6 +14,7 @@ from shared.events import (
     ThreadDeleted,
     ThreadModified,
 )
+from shared.patches import message_patch
 from shared.store import Recorded
 
 from . import Statement
@@ -53,13 +54,11 @@ def project(record: Recorded, event: AnyEvent) -> list[Statement]:
             body = wire.encode(wire.message_object(event)).decode()
             return [(INSERT_MESSAGE, (event.message_id, event.thread_id, record.tenant_id, record.stream_version,
                                       event.run_id, body))]
-        case MessageCompleted():
-            patch = {"status": "completed", "content": event.content, "completed_at": event.completed_at}
-            return [(PATCH_MESSAGE, (event.message_id, _json(patch)))]
-        case MessageIncomplete():
-            patch = {"status": "incomplete", "content": event.content, "incomplete_at": event.incomplete_at,
-                     "incomplete_details": {"reason": event.reason}}
-            return [(PATCH_MESSAGE, (event.message_id, _json(patch)))]
+        case MessageCompleted() | MessageIncomplete():
+            changed = message_patch(event)
+            assert changed is not None
+            message_id, patch = changed
+            return [(PATCH_MESSAGE, (message_id, _json(patch)))]
         case MessageModified():
             return [(UPDATE_MESSAGE_METADATA, (event.message_id, _json(event.metadata)))]
         case MessageDeleted():
