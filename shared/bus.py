@@ -137,6 +137,11 @@ class Bus:
                 f.cancel()
             raise
 
+    async def purge_stream_subjects(self, stream_id: str) -> None:
+        """Drop every copy NATS keeps of a stream's events and deltas (erasure)."""
+        await self.js.purge_stream(self.subjects.events_stream, subject=f"{self.subjects.prefix}.ev.{stream_id}.>")
+        await self.js.purge_stream(self.subjects.deltas_stream, subject=f"{self.subjects.prefix}.delta.{stream_id}.>")
+
     async def nudge(self, subject: str, data: bytes = b"") -> None:
         """Fire-and-forget: a lost nudge costs a poll interval, never an event."""
         if not self.nc.is_connected:

@@ -35,6 +35,10 @@ def schema_sql() -> str:
     return resources.files("shared").joinpath("schema.sql").read_text()
 
 
+def read_models_sql() -> str:
+    return resources.files("shared").joinpath("read_models.sql").read_text()
+
+
 async def apply_schema(database_url: str) -> None:
     """Create or upgrade every table; safe to run from several processes at once."""
     conn = await asyncpg.connect(database_url, timeout=10)
@@ -42,5 +46,6 @@ async def apply_schema(database_url: str) -> None:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_ID)
             await conn.execute(schema_sql())
+            await conn.execute(read_models_sql())
     finally:
         await conn.close()

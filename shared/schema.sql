@@ -58,59 +58,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at  timestamptz
 );
 
--- Read models. Built only by the projector; each row keeps the wire object it serves in `body`.
-CREATE TABLE IF NOT EXISTS threads (
-    thread_id   text PRIMARY KEY,
-    tenant_id   text NOT NULL,
-    position    bigint NOT NULL,
-    created_at  bigint NOT NULL,
-    metadata    jsonb NOT NULL,
-    body        jsonb NOT NULL
-);
-CREATE INDEX IF NOT EXISTS threads_tenant_position ON threads (tenant_id, position);
-CREATE INDEX IF NOT EXISTS threads_metadata ON threads USING gin (metadata jsonb_path_ops);
-
-CREATE TABLE IF NOT EXISTS messages (
-    message_id  text PRIMARY KEY,
-    thread_id   text NOT NULL,
-    tenant_id   text NOT NULL,
-    -- The stream version that created the message: a total, stable order inside the thread.
-    seq         integer NOT NULL,
-    run_id      text,
-    body        jsonb NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_thread_seq ON messages (thread_id, seq);
-CREATE INDEX IF NOT EXISTS messages_thread_run_seq ON messages (thread_id, run_id, seq) WHERE run_id IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS assistants (
-    assistant_id text PRIMARY KEY,
-    tenant_id    text NOT NULL,
-    position     bigint NOT NULL,
-    body         jsonb NOT NULL
-);
-CREATE INDEX IF NOT EXISTS assistants_tenant_position ON assistants (tenant_id, position);
-
-CREATE TABLE IF NOT EXISTS runs (
-    run_id       text PRIMARY KEY,
-    thread_id    text NOT NULL,
-    tenant_id    text NOT NULL,
-    assistant_id text NOT NULL,
-    seq          integer NOT NULL,
-    status       text NOT NULL,
-    body         jsonb NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS runs_thread_seq ON runs (thread_id, seq);
-
-CREATE TABLE IF NOT EXISTS run_steps (
-    step_id      text PRIMARY KEY,
-    run_id       text NOT NULL,
-    thread_id    text NOT NULL,
-    tenant_id    text NOT NULL,
-    seq          integer NOT NULL,
-    body         jsonb NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS run_steps_run_seq ON run_steps (run_id, seq);
-
 -- Which worker holds which run, until when. Not part of the record (a heartbeat is not an event):
 -- the claim itself is an event appended at the expected version; this row only says the holder is alive.
 CREATE TABLE IF NOT EXISTS run_leases (
@@ -118,4 +65,17 @@ CREATE TABLE IF NOT EXISTS run_leases (
     worker_id    text NOT NULL,
     attempt      integer NOT NULL,
     expires_at   timestamptz NOT NULL
+);
+
+-- Erasure rewrites an erased thread's payloads (content removed, structure kept); the row says so.
+ALTER TABLE events ADD COLUMN IF NOT EXISTS redacted boolean NOT NULL DEFAULT false;
+
+-- The tamper-evident chain, built off the write path by the sealer in the global order:
+-- chain_hash = sha256(previous chain_hash || sha256(the event's envelope and payload hash)).
+-- `seq` is dense (1, 2, 3…), so a removed chain row shows as well as a removed or edited event.
+CREATE TABLE IF NOT EXISTS event_chain (
+    seq          bigint PRIMARY KEY,
+    position     bigint NOT NULL UNIQUE,
+    payload_hash bytea NOT NULL,
+    chain_hash   bytea NOT NULL
 );

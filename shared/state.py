@@ -32,6 +32,7 @@ from shared.events import (
     StepEnded,
     ThreadCreated,
     ThreadDeleted,
+    ThreadErased,
     ThreadModified,
     ToolCall,
     ToolOutput,
@@ -105,7 +106,7 @@ def _run_event(state: ThreadState, event: AnyEvent) -> None:
             run.status, run.attempt, run.worker_id = "in_progress", attempt, worker_id
         case StepCreated(step_id=step_id, step_type=step_type, message_id=message_id):
             run.step_id, run.step_type, run.message_id = step_id, step_type, message_id
-        case RunRequiresAction(step_id=step_id, tool_calls=calls, usage=usage):
+        case RunRequiresAction(step_id=step_id, tool_calls=calls, call_usage=usage):
             run.status = "requires_action"
             run.rounds.append(ToolRound(step_id=step_id, tool_calls=list(calls), usage=usage))
             run.usage = run.usage + usage
@@ -140,7 +141,7 @@ def evolve(state: ThreadState, event: AnyEvent, tenant_id: str) -> ThreadState:
             state.metadata = dict(metadata)
         case ThreadModified(metadata=metadata):
             state.metadata = dict(metadata)
-        case ThreadDeleted():
+        case ThreadDeleted() | ThreadErased():
             state.deleted = True
         case MessageCreated(message_id=message_id):
             state.message_ids.add(message_id)

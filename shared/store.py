@@ -6,7 +6,7 @@ Nothing above this module imports asyncpg's exceptions: driver errors become our
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -44,6 +44,7 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: datetime
     correlation_id: uuid.UUID | None
     causation_id: uuid.UUID | None
+    redacted: bool = False  # erased content: the payload is written in the current shape of its type
 
     @property
     def cursor(self) -> Cursor:
@@ -68,7 +69,7 @@ RETURNING position, txid, stream_version
 """
 
 _COLUMNS = """position, txid, stream_id, stream_version, event_id, event_type, schema_version, tenant_id,
-              payload, recorded_at, correlation_id, causation_id"""
+              payload, recorded_at, correlation_id, causation_id, redacted"""
 
 _READ_STREAM = f"""
 SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version
@@ -84,6 +85,14 @@ ORDER BY txid, position
 LIMIT $3
 """
 
+_READ_ALL_UNTIL = f"""
+SELECT {_COLUMNS} FROM events
+WHERE (txid, position) > ($1, $2) AND (txid, position) <= ($4, $5)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+ORDER BY txid, position
+LIMIT $3
+"""
+
 _EXISTING = """
 SELECT event_id, stream_id, event_type, payload, position, txid, stream_version
 FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position
@@ -94,7 +103,7 @@ def _recorded(row: asyncpg.Record) -> Recorded:
     return Recorded(
         position=row[0], txid=row[1], stream_id=row[2], stream_version=row[3], event_id=row[4],
         event_type=row[5], schema_version=row[6], tenant_id=row[7], payload=row[8], recorded_at=row[9],
-        correlation_id=row[10], causation_id=row[11],
+        correlation_id=row[10], causation_id=row[11], redacted=row[12],
     )
 
 
@@ -158,10 +167,33 @@ class EventStore:
         rows = await self._pool.fetch(_READ_STREAM, stream_id, after_version)
         return [_recorded(r) for r in rows]
 
-    async def read_all(self, after: Cursor, limit: int = 500) -> list[Recorded]:
-        """Events after `after` in the global order, never past a transaction that might still commit."""
-        rows = await self._pool.fetch(_READ_ALL, after.txid, after.position, limit)
+    async def read_all(self, after: Cursor, limit: int = 500, until: Cursor | None = None) -> list[Recorded]:
+        """Events after `after` (and up to `until`) in the global order, never past a transaction that might
+        still commit."""
+        if until is None:
+            rows = await self._pool.fetch(_READ_ALL, after.txid, after.position, limit)
+        else:
+            rows = await self._pool.fetch(_READ_ALL_UNTIL, after.txid, after.position, limit, until.txid,
+                                          until.position)
         return [_recorded(r) for r in rows]
 
     def load(self, record: Recorded) -> AnyEvent:
+        if record.redacted:
+            return self.codec.decode(record.payload)
         return self.loader.load(record.event_type, record.schema_version, record.payload)
+
+    async def redact_stream(self, stream_id: str, before_version: int,
+                            redactor: Callable[[AnyEvent], AnyEvent]) -> int:
+        """Rewrite the payloads of a stream's events before `before_version` without their content.
+
+        The only rewrite the log allows (the immutability trigger is lifted for this transaction only).
+        Returns how many events were redacted.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL threadlog.allow_rewrite = 'on'")
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version < $2 AND NOT redacted"
+                " ORDER BY stream_version FOR UPDATE", stream_id, before_version)
+            updates = [(r[0], self.codec.encode(redactor(self.load(_recorded(r))))) for r in rows]
+            await conn.executemany("UPDATE events SET payload = $2, redacted = true WHERE position = $1", updates)
+        return len(updates)

@@ -11,8 +11,19 @@ from shared.events import CURRENT_SCHEMA, AnyEvent, Codec
 
 Step = Callable[[dict[str, Any]], dict[str, Any]]
 
+
+
+def requires_action_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """`usage` (the asking model call's usage) became `call_usage`, so `usage` always means a run total."""
+    out = dict(data)
+    out["call_usage"] = out.pop("usage")
+    return out
+
+
 # (event type, from version) -> step to version + 1. A missing step is a KeyError: fail loudly, never guess.
-STEPS: dict[tuple[str, int], Step] = {}
+STEPS: dict[tuple[str, int], Step] = {
+    ("thread.run.requires_action", 1): requires_action_v1_to_v2,
+}
 
 
 class EventLoader:

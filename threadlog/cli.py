@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from shared.db import apply_schema
@@ -94,13 +95,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def database_url() -> str:
+    """DATABASE_URL, or the embedded server `make run` started (when it is running)."""
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    embedded = EmbeddedPostgres(data_dir() / "postgres")
+    if embedded.running():
+        return embedded.url
+    raise SystemExit("DATABASE_URL is not set and no embedded PostgreSQL is running (start one with `make run`)")
+
+
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
-    asyncio.run(apply_schema(database_url))
+    asyncio.run(apply_schema(database_url()))
     print("schema applied")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import main as replay
+
+    return replay(database_url(), fresh=args.fresh, verify=args.verify, do_swap=not args.no_swap)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit
+
+    if args.audit_command == "export":
+        filters = audit.Filters(thread=args.thread, run=args.run, tenant=args.tenant, since=args.since,
+                                until=args.until)
+        return audit.main_export(database_url(), filters, args.output)
+    if args.audit_command == "verify":
+        return audit.main_verify(database_url(), args.expect_head)
+    print(asyncio.run(audit.head(database_url())))
     return 0
 
 
@@ -112,6 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=cmd_run)
     migrate = sub.add_parser("migrate", help="apply the schema to DATABASE_URL")
     migrate.set_defaults(func=cmd_migrate)
+    replay = sub.add_parser("replay", help="rebuild every read model from the log, then swap them in")
+    replay.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted replay")
+    replay.add_argument("--verify", action="store_true", help="compare the rebuilt read models with the live ones")
+    replay.add_argument("--no-swap", action="store_true", help="rebuild (and verify) only; keep the live tables")
+    replay.set_defaults(func=cmd_replay)
+    audit = sub.add_parser("audit", help="export events; verify the tamper-evident chain")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_sub.add_parser("export", help="events as JSON Lines")
+    export.add_argument("--thread")
+    export.add_argument("--run")
+    export.add_argument("--tenant")
+    export.add_argument("--since", type=datetime.fromisoformat, help="ISO time, inclusive")
+    export.add_argument("--until", type=datetime.fromisoformat, help="ISO time, exclusive")
+    export.add_argument("--output", help="file (default: stdout)")
+    verify = audit_sub.add_parser("verify", help="check every event against the hash chain")
+    verify.add_argument("--expect-head", help="SEQ:HASH recorded earlier (from `audit head`), kept outside the DB")
+    audit_sub.add_parser("head", help="print the chain's head as SEQ:HASH, to keep somewhere safe")
+    audit.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -37,7 +37,7 @@ from .keys import (
 )
 from .metrics import GatewayMetrics
 from .queries import Queries
-from .routes import assistants, messages, runs, streams, threads
+from .routes import assistants, history, messages, runs, streams, threads
 
 log = logging.getLogger(__name__)
 READ_MODELS_CHECKPOINT = READ_MODELS
@@ -125,6 +125,7 @@ def make_app(settings: Settings) -> web.Application:
         return app[BUS].connected
 
     add_probe_routes(app, app[METRICS].registry, ready)
-    for module in (threads, messages, assistants, runs, streams):
+    # /v1/threads/runs must come before /v1/threads/{thread_id}: aiohttp matches in registration order.
+    for module in (runs, streams, history, threads, messages, assistants):
         app.add_routes(module.routes)
     return app

@@ -134,6 +134,25 @@ class Queries:
         return await self.page(table="runs", id_col="run_id", order_col="seq", tenant_id=tenant_id, params=params,
                                link_col="thread_id", parent=Parent("threads", "thread_id", thread_id, "thread"))
 
+    async def history(self, stream_id: str, params: ListParams) -> bytes:
+        """A stream's events as `thread.event` objects, by stream version; cursors are event ids."""
+        op, order, reverse = _direction(params)
+        p = Params(stream_id, params.limit + 1)
+        cursor = params.after or params.before
+        condition = ""
+        if cursor is not None:
+            condition = (f" AND stream_version {op} (SELECT stream_version FROM events WHERE stream_id = $1"
+                         f" AND event_id::text = {p.add(cursor)})")
+        rows = await self._pool.fetch(
+            f"""SELECT event_id::text, json_build_object(
+                    'object', 'thread.event', 'id', event_id, 'position', position, 'stream_version', stream_version,
+                    'type', event_type, 'schema_version', schema_version,
+                    'recorded_at', extract(epoch FROM recorded_at), 'correlation_id', correlation_id,
+                    'causation_id', causation_id, 'redacted', redacted,
+                    'data', convert_from(payload, 'UTF8')::json)::text
+                FROM events WHERE stream_id = $1{condition} ORDER BY stream_version {order} LIMIT $2""", *p.values)
+        return _page(list(rows), params, reverse)
+
     async def step(self, thread_id: str, run_id: str, step_id: str, tenant_id: str) -> bytes:
         body = await self.one("run_steps", "step_id", step_id, tenant_id, "step", ("run_id", run_id))
         await self.run(thread_id, run_id, tenant_id)

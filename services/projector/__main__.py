@@ -20,6 +20,7 @@ from shared.store import EventStore
 
 from .projections.catalog import project
 from .runner import Projector, ProjectorMetrics
+from .sealer import Sealer
 
 log = logging.getLogger("projector")
 CHECKPOINT = READ_MODELS
@@ -58,12 +59,16 @@ async def main() -> None:
         async def ready() -> bool:
             return bus.connected and not pool._closed
 
+        sealer = Sealer(settings.database_url, pool, EventStore(pool))
+
         async def on_appended(_: object) -> None:
             projector.wake.set()
+            sealer.wake.set()
 
         await bus.on_nudge(bus.subjects.appended, on_appended)
         async with serve_probes(settings.host, settings.projector_port, registry, ready):
             tasks = [asyncio.create_task(projector.run(stop), name="projector"),
+                     asyncio.create_task(sealer.run(stop), name="sealer"),
                      asyncio.create_task(consume_nudges(bus, projector, stop), name="nudges")]
             await stop.wait()
             log.info("projector: stopping")

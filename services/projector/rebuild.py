@@ -1,24 +1,52 @@
-"""Rebuilding read models from the log into a separate schema, and comparing them with the live ones.
+"""Rebuilding every read model from the log into a shadow schema, comparing, and swapping it in.
 
-The rebuild runs the very projection code the live projector runs, over the same gap-safe read of the log.
+The rebuild runs the very projection code the live projector runs, over the same gap-safe read of the log,
+while the service keeps serving. It is resumable: the shadow schema keeps its own checkpoint.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import asyncpg
+import msgspec
 from prometheus_client import CollectorRegistry
 
-from shared.db import open_pool
-from shared.store import EventStore
+from shared.checkpoints import load_checkpoint
+from shared.consistency import READ_MODELS
+from shared.db import open_pool, read_models_sql
+from shared.store import Cursor, EventStore
 
 from .projections import READ_MODEL_TABLES
 from .projections.catalog import project
-from .runner import BATCH, Projector, ProjectorMetrics
+from .runner import Projector, ProjectorMetrics
 
-Progress = Callable[[int], None]
+CHECKPOINT = "rebuild"
+BATCH = 5000
+
+
+class Progress(msgspec.Struct):
+    done: int = 0
+    total: int = 0
+    resumed_at: int = 0  # events already applied by an interrupted rebuild
+    started: float = msgspec.field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        return (self.done - self.resumed_at) / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float:
+        return max(0, self.total - self.done) / self.rate if self.rate else 0.0
+
+
+Report = Callable[[Progress], None]
 
 
 def _ident(name: str) -> str:
@@ -27,54 +55,117 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
+def with_search_path(database_url: str, schema: str) -> str:
+    return database_url + ("&" if "?" in database_url else "?") + f"options=-csearch_path%3D{schema}%2Cpublic"
+
+
 async def create_shadow_schema(conn: asyncpg.Connection, schema: str) -> None:
-    """An empty copy of every read-model table (and a checkpoints table) in `schema`."""
+    """Empty read-model tables (same names and indexes as the live ones) and a checkpoints table in `schema`."""
     s = _ident(schema)
-    await conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}")
-    for table in [*READ_MODEL_TABLES, "checkpoints"]:
-        t = _ident(table)
-        await conn.execute(f"CREATE TABLE {s}.{t} (LIKE public.{t} INCLUDING ALL)")
+    async with conn.transaction():
+        await conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}")
+        await conn.execute(f"SET LOCAL search_path = {s}")
+        await conn.execute(read_models_sql())
+        await conn.execute(f"CREATE TABLE {s}.checkpoints (LIKE public.checkpoints INCLUDING ALL)")
 
 
-async def rebuild(database_url: str, schema: str, progress: Progress | None = None) -> int:
-    """Replay the whole log into `schema`; returns the number of events applied."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await create_shadow_schema(conn, schema)
-    finally:
-        await conn.close()
-    url = database_url + ("&" if "?" in database_url else "?") + f"options=-csearch_path%3D{schema}%2Cpublic"
+async def shadow_exists(conn: asyncpg.Connection, schema: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT count(*) = $2 FROM information_schema.tables WHERE table_schema = $1 AND table_name = ANY($3)",
+        schema, len(READ_MODEL_TABLES) + 1, [*READ_MODEL_TABLES, "checkpoints"]))
+
+
+@asynccontextmanager
+async def shadow_projector(database_url: str, schema: str) -> AsyncIterator[Projector]:
+    url = with_search_path(database_url, schema)
     async with open_pool(url, size=2) as pool:
         projector = Projector(database_url=url, pool=pool, store=EventStore(pool), bus=None, projection=project,
-                              checkpoint="rebuild", metrics=ProjectorMetrics(CollectorRegistry()))
-        from shared.checkpoints import load_checkpoint
+                              checkpoint=CHECKPOINT, metrics=ProjectorMetrics(CollectorRegistry()), batch=BATCH)
+        projector.cursor = await load_checkpoint(pool, CHECKPOINT)
+        yield projector
 
-        projector.cursor = await load_checkpoint(pool, "rebuild")
-        total = 0
-        while True:
-            applied = await projector.step()
-            total += applied
-            if progress:
-                progress(total)
-            if applied < BATCH:
-                return total
+
+async def catch_up(projector: Projector, until: Cursor | None = None, progress: Progress | None = None,
+                   report: Report | None = None) -> None:
+    while True:
+        applied = await projector.step(until)
+        if progress is not None:
+            progress.done += applied
+            if report is not None:
+                report(progress)
+        if applied < projector.batch:
+            return
+
+
+async def rebuild(database_url: str, schema: str, *, fresh: bool = True, report: Report | None = None) -> Progress:
+    """Replay the log into `schema` (resuming where a previous rebuild stopped unless `fresh`)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        if fresh or not await shadow_exists(conn, schema):
+            await create_shadow_schema(conn, schema)
+        progress = Progress(total=await conn.fetchval("SELECT count(*) FROM events"))
+        cursor = await conn.fetchrow(f"SELECT txid, position FROM {_ident(schema)}.checkpoints WHERE name = $1",
+                                     CHECKPOINT)
+        if cursor is not None:
+            progress.done = progress.resumed_at = await conn.fetchval(
+                "SELECT count(*) FROM events WHERE (txid, position) <= ($1, $2)", cursor[0], cursor[1])
+    finally:
+        await conn.close()
+    async with shadow_projector(database_url, schema) as projector:
+        progress.started = time.monotonic()
+        await catch_up(projector, None, progress, report)
+    return progress
 
 
 async def compare(database_url: str, schema: str) -> dict[str, int]:
-    """Rows that differ between the live read models and those in `schema`, per table (0 everywhere: equal)."""
+    """Rows that differ between the live read models and those in `schema`, per table (all 0: equal).
+
+    The shadow is first brought to exactly the live checkpoint, with the live tables locked against writes.
+    """
     conn = await asyncpg.connect(database_url)
     try:
-        out: dict[str, int] = {}
-        for table in READ_MODEL_TABLES:
-            t, s = _ident(table), _ident(schema)
-            out[table] = await conn.fetchval(
-                f"SELECT count(*) FROM ((TABLE public.{t} EXCEPT ALL TABLE {s}.{t})"
-                f" UNION ALL (TABLE {s}.{t} EXCEPT ALL TABLE public.{t})) d")
-        return out
+        async with conn.transaction():
+            tables = ", ".join(f"public.{_ident(t)}" for t in READ_MODEL_TABLES)
+            await conn.execute(f"LOCK TABLE {tables} IN SHARE MODE")
+            live = await conn.fetchrow("SELECT txid, position FROM public.checkpoints WHERE name = $1", READ_MODELS)
+            async with shadow_projector(database_url, schema) as projector:
+                if live is not None:
+                    await catch_up(projector, Cursor(live[0], live[1]))
+            out: dict[str, int] = {}
+            for table in READ_MODEL_TABLES:
+                t, s = _ident(table), _ident(schema)
+                out[table] = await conn.fetchval(
+                    f"SELECT count(*) FROM ((TABLE public.{t} EXCEPT ALL TABLE {s}.{t})"
+                    f" UNION ALL (TABLE {s}.{t} EXCEPT ALL TABLE public.{t})) d")
+            return out
     finally:
         await conn.close()
 
 
-def run(database_url: str, schema: str) -> dict[str, int]:
-    asyncio.run(rebuild(database_url, schema))
-    return asyncio.run(compare(database_url, schema))
+async def swap(database_url: str, schema: str) -> Cursor:
+    """Make the rebuilt tables the live ones, atomically; the live projector continues from their checkpoint."""
+    retired = f"{schema}_retired"
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with shadow_projector(database_url, schema) as projector:
+            await catch_up(projector)
+            async with conn.transaction():
+                tables = ", ".join(f"public.{_ident(t)}" for t in READ_MODEL_TABLES)
+                await conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+                await catch_up(projector)  # what landed meanwhile
+                s, r = _ident(schema), _ident(retired)
+                await conn.execute(f"DROP SCHEMA IF EXISTS {r} CASCADE; CREATE SCHEMA {r}")
+                for table in READ_MODEL_TABLES:
+                    t = _ident(table)
+                    await conn.execute(f"ALTER TABLE public.{t} SET SCHEMA {r}")
+                    await conn.execute(f"ALTER TABLE {s}.{t} SET SCHEMA public")
+                cursor = projector.cursor
+                # The live projector's next guarded checkpoint update fails; it re-reads this one and goes on.
+                await conn.execute(
+                    "UPDATE public.checkpoints SET txid = $2, position = $3, updated_at = now() WHERE name = $1",
+                    READ_MODELS, cursor.txid, cursor.position)
+        for name in (retired, schema):
+            await conn.execute(f"DROP SCHEMA IF EXISTS {_ident(name)} CASCADE")
+        return cursor
+    finally:
+        await conn.close()

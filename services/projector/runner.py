@@ -60,7 +60,7 @@ async def apply_batch(conn: asyncpg.Connection, statements: Sequence[Statement])
 
 class Projector:
     def __init__(self, *, database_url: str, pool: asyncpg.Pool, store: EventStore, bus: Bus | None,
-                 projection: Projection, checkpoint: str, metrics: ProjectorMetrics) -> None:
+                 projection: Projection, checkpoint: str, metrics: ProjectorMetrics, batch: int = BATCH) -> None:
         self._database_url = database_url
         self._pool = pool
         self._store = store
@@ -68,6 +68,7 @@ class Projector:
         self._projection = projection
         self._checkpoint = checkpoint
         self._metrics = metrics
+        self.batch = batch
         self.wake = asyncio.Event()
         self.cursor = Cursor()
 
@@ -80,16 +81,16 @@ class Projector:
                     while leadership.held and not stop.is_set():
                         self.wake.clear()  # clear first: a nudge landing mid-read is kept
                         applied = await self.step()
-                        if applied < BATCH:
+                        if applied < self.batch:
                             with contextlib.suppress(asyncio.TimeoutError):
                                 await asyncio.wait_for(self.wake.wait(), 1.0)
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 log.warning("projector: %s: %s; retrying", e.__class__.__name__, e)
                 await asyncio.sleep(0.5)
 
-    async def step(self) -> int:
-        """Apply the next batch; returns how many events it held."""
-        batch = await self._store.read_all(self.cursor, BATCH)
+    async def step(self, until: Cursor | None = None) -> int:
+        """Apply the next batch (not past `until`); returns how many events it held."""
+        batch = await self._store.read_all(self.cursor, self.batch, until)
         if not batch:
             return 0
         statements: list[Statement] = []

@@ -128,7 +128,7 @@ def finish_tool_calls(state: ThreadState, run_id: str, attempt: int, calls: list
         events.append(created)
         step_id = created.step_id
     events.append(RunRequiresAction(thread_id=state.thread_id, run_id=run_id, step_id=step_id, tool_calls=calls,
-                                    usage=usage))
+                                    call_usage=usage))
     return events
 
 

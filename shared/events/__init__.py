@@ -55,11 +55,12 @@ from .threads import (
     MessageModified,
     ThreadCreated,
     ThreadDeleted,
+    ThreadErased,
     ThreadModified,
 )
 
 AnyEvent = (
-    ThreadCreated | ThreadModified | ThreadDeleted
+    ThreadCreated | ThreadModified | ThreadDeleted | ThreadErased
     | MessageCreated | MessageCompleted | MessageIncomplete | MessageModified | MessageDeleted
     | AssistantCreated | AssistantModified | AssistantDeleted
     | RunCreated | RunStarted | RunRequiresAction | ToolOutputsSubmitted | RunModified | RunCancelling
@@ -98,6 +99,6 @@ __all__ = [
     "MessageModified", "Metadata", "RefusalBlock", "ResponseFormat", "RunCancelled", "RunCancelling", "RunCompleted",
     "RunCreated", "RunExpired", "RunFailed", "RunIncomplete", "RunModified", "RunRequiresAction", "RunStarted",
     "RunTerminal", "StepCompleted", "StepCreated", "StepEnded", "TextBlock", "TextValue", "ThreadCreated",
-    "ThreadDeleted", "ThreadModified", "ToolCall", "ToolChoice", "ToolOutput", "ToolOutputsSubmitted",
+    "ThreadDeleted", "ThreadErased", "ThreadModified", "ToolCall", "ToolChoice", "ToolOutput", "ToolOutputsSubmitted",
     "TruncationStrategy", "Usage", "event_type", "text_of",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -53,11 +53,16 @@ class RunStarted(Event, frozen=True, tag="thread.run.in_progress"):
 
 
 class RunRequiresAction(Event, frozen=True, tag="thread.run.requires_action"):
+    """Version 2 renamed `usage` to `call_usage`: it is the usage of the one model call that asked for the
+    tools, not the run's total (which is what `usage` means on every other run event)."""
+
+    schema_version: ClassVar[int] = 2
+
     thread_id: str
     run_id: str
     step_id: str
     tool_calls: list[ToolCall]
-    usage: Usage  # of the model call that asked for the tools
+    call_usage: Usage
 
 
 class ToolOutputsSubmitted(Event, frozen=True, tag="thread.run.tool_outputs_submitted"):

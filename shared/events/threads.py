@@ -60,3 +60,10 @@ class MessageModified(Event, frozen=True, tag="thread.message.modified"):
 class MessageDeleted(Event, frozen=True, tag="thread.message.deleted"):
     thread_id: str
     message_id: str
+
+
+class ThreadErased(Event, frozen=True, tag="thread.erased"):
+    """The thread's content was erased for privacy: its earlier events keep their place, not their content."""
+
+    thread_id: str
+    erased_at: int

@@ -19,6 +19,7 @@ from ..commands import (
 from ..http import decode_body, list_params, respond
 from ..keys import PRINCIPAL, QUERIES
 from ..writes import commit
+from .history import as_of_bound, messages_at
 
 routes = web.RouteTableDef()
 CREATE_MESSAGE = msgspec.json.Decoder(CreateMessage)
@@ -37,10 +38,12 @@ async def create_message(request: web.Request) -> web.Response:
 @routes.get("/v1/threads/{thread_id}/messages")
 async def list_messages(request: web.Request) -> web.Response:
     params = list_params(request)
+    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
+    bound = as_of_bound(request)
+    if bound is not None:  # the thread as it was then, folded from the log
+        return respond(await messages_at(request, thread_id, tenant, bound))
     run_id = request.query.get("run_id") or None
-    body = await request.app[QUERIES].messages(request.match_info["thread_id"], request[PRINCIPAL].project_id,
-                                               params, run_id)
-    return respond(body)
+    return respond(await request.app[QUERIES].messages(thread_id, tenant, params, run_id))
 
 
 @routes.get("/v1/threads/{thread_id}/messages/{message_id}")

@@ -12,6 +12,7 @@ from shared.events import (
     MessageModified,
     ThreadCreated,
     ThreadDeleted,
+    ThreadErased,
     ThreadModified,
 )
 from shared.patches import message_patch
@@ -47,7 +48,7 @@ def project(record: Recorded, event: AnyEvent) -> list[Statement]:
                                      _json(event.metadata), body))]
         case ThreadModified():
             return [(UPDATE_THREAD_METADATA, (event.thread_id, _json(event.metadata)))]
-        case ThreadDeleted():
+        case ThreadDeleted() | ThreadErased():
             return [(DELETE_THREAD, (event.thread_id,)), (DELETE_THREAD_MESSAGES, (event.thread_id,)),
                     (DELETE_THREAD_RUNS, (event.thread_id,)), (DELETE_THREAD_STEPS, (event.thread_id,))]
         case MessageCreated():
