@@ -28,11 +28,14 @@ BEGIN
     IF coalesce(current_setting('threadlog.allow_rewrite', true), '') <> 'on' THEN
         RAISE EXCEPTION 'the event log is append-only (% refused)', TG_OP;
     END IF;
-    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD WHEN TG_OP = 'TRUNCATE' THEN NULL ELSE NEW END;
 END $$;
 DROP TRIGGER IF EXISTS events_immutable ON events;
 CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION events_are_immutable();
+DROP TRIGGER IF EXISTS events_not_truncated ON events;
+CREATE TRIGGER events_not_truncated BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_are_immutable();
 
 -- How far each follower of the log (the outbox relay, each projection) has got, as a (txid, position) cursor.
 CREATE TABLE IF NOT EXISTS checkpoints (

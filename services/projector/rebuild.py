@@ -6,6 +6,7 @@ while the service keeps serving. It is resumable: the shadow schema keeps its ow
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -85,16 +86,25 @@ async def shadow_projector(database_url: str, schema: str) -> AsyncIterator[Proj
         yield projector
 
 
+async def head(pool: asyncpg.Pool) -> Cursor:
+    """The newest committed event's place in the global order (Cursor() for an empty log)."""
+    row = await pool.fetchrow("SELECT txid, position FROM events ORDER BY txid DESC, position DESC LIMIT 1")
+    return Cursor(row[0], row[1]) if row else Cursor()
+
+
 async def catch_up(projector: Projector, until: Cursor | None = None, progress: Progress | None = None,
                    report: Report | None = None) -> None:
-    while True:
-        applied = await projector.step(until)
+    """Apply events up to `until` (default: the head as it is now). A short page does not mean the end: the
+    gap-safe read holds back rows behind any still-open transaction, so wait those out until the target."""
+    target = until if until is not None else await head(projector.pool)
+    while projector.cursor < target:
+        applied = await projector.step(target)
         if progress is not None:
             progress.done += applied
             if report is not None:
                 report(progress)
-        if applied < projector.batch:
-            return
+        if applied == 0:
+            await asyncio.sleep(0.05)
 
 
 async def rebuild(database_url: str, schema: str, *, fresh: bool = True, report: Report | None = None) -> Progress:

@@ -62,7 +62,7 @@ class Projector:
     def __init__(self, *, database_url: str, pool: asyncpg.Pool, store: EventStore, bus: Bus | None,
                  projection: Projection, checkpoint: str, metrics: ProjectorMetrics, batch: int = BATCH) -> None:
         self._database_url = database_url
-        self._pool = pool
+        self.pool = pool
         self._store = store
         self._bus = bus
         self._projection = projection
@@ -77,7 +77,7 @@ class Projector:
             try:
                 async with lead(self._database_url, PROJECTOR_LOCK_ID) as leadership:
                     log.info("projector: leading", extra={"checkpoint": self._checkpoint})
-                    self.cursor = await load_checkpoint(self._pool, self._checkpoint)
+                    self.cursor = await load_checkpoint(self.pool, self._checkpoint)
                     while leadership.held and not stop.is_set():
                         self.wake.clear()  # clear first: a nudge landing mid-read is kept
                         applied = await self.step()
@@ -97,7 +97,7 @@ class Projector:
         for record in batch:
             statements.extend(self._projection(record, self._store.load(record)))
         new = batch[-1].cursor
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             await apply_batch(conn, statements)
             if not await save_checkpoint(conn, self._checkpoint, self.cursor, new):
                 raise asyncpg.InterfaceError("checkpoint moved by another projector")
