@@ -34,6 +34,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     poll_after_ms: int = 200
     # Runs one worker process carries out at the same time.
     worker_concurrency: int = 32
+    # Requests per second (and burst) one API key may make on one gateway process; 0 turns the limit off.
+    rate_limit_per_s: float = 500.0
+    rate_limit_burst: int = 1000
+    # Runs a project may have queued or in progress at once (429 beyond).
+    max_active_runs: int = 100
+    # Origins allowed to call the API from a browser ("*" or comma-separated); empty: CORS off.
+    cors_origins: str = ""
     log_level: str = "INFO"
 
     @classmethod

@@ -53,3 +53,19 @@ CREATE TABLE IF NOT EXISTS run_steps (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS run_steps_run_seq ON run_steps (run_id, seq);
 
+
+-- Tokens spent, one row per finished run (kept when its thread is deleted: spending is not content).
+CREATE TABLE IF NOT EXISTS run_usage (
+    run_id            text PRIMARY KEY,
+    tenant_id         text NOT NULL,
+    thread_id         text NOT NULL,
+    assistant_id      text NOT NULL,
+    ended_at          bigint NOT NULL,
+    prompt_tokens     bigint NOT NULL,
+    completion_tokens bigint NOT NULL,
+    total_tokens      bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_usage_tenant_time ON run_usage (tenant_id, ended_at);
+CREATE INDEX IF NOT EXISTS run_usage_thread ON run_usage (thread_id);
+CREATE INDEX IF NOT EXISTS runs_tenant_active ON runs (tenant_id)
+    WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');

@@ -67,8 +67,9 @@ class Repository(Generic[S]):
                 self._evolve(state, self._store.load(record), record.tenant_id)
         return state
 
-    async def execute(self, stream_id: str, tenant_id: str, decide: Callable[[S], Sequence[Event]], *,
-                      new: bool = False, fresh: bool = False, causation_id: uuid.UUID | None = None) -> Outcome:
+    async def execute(self, stream_id: str, tenant_id: str | None, decide: Callable[[S], Sequence[Event]], *,
+                      new: bool = False, fresh: bool = False, correlation_id: uuid.UUID | None = None,
+                      causation_id: uuid.UUID | None = None) -> Outcome:
         """Decide on the current state and append; on conflict, catch up and decide again.
 
         `new`: the id was just minted, so the stream is known to be empty and is not read first.
@@ -93,10 +94,12 @@ class Repository(Generic[S]):
                 return Outcome(events, None)
             expected = state.version
             owner = state.tenant_id or tenant_id
+            if owner is None:
+                raise ValueError(f"no project owns the new stream {stream_id}")
             try:
                 result = await self._store.append(
                     stream_id, expected, [NewEvent(event=e, event_id=new_event_id()) for e in events],
-                    tenant_id=owner, causation_id=causation_id,
+                    tenant_id=owner, correlation_id=correlation_id, causation_id=causation_id,
                 )
             except VersionConflictError:
                 self._counters.conflicted()

@@ -82,3 +82,25 @@ CREATE TABLE IF NOT EXISTS event_chain (
     payload_hash bytea NOT NULL,
     chain_hash   bytea NOT NULL
 );
+
+-- Safe retries: the first answer to a POST carrying an Idempotency-Key, per project and key.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant_id     text NOT NULL,
+    key           text NOT NULL,
+    request_hash  bytea NOT NULL,
+    request_id    uuid NOT NULL,  -- the correlation id of every event the first request appended
+    status        integer,        -- null while the first request is still being handled
+    body          bytea,
+    content_type  text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key)
+);
+
+-- Token budgets: per project (over a period) and per thread (over a period).
+CREATE TABLE IF NOT EXISTS budgets (
+    tenant_id  text NOT NULL,
+    scope      text NOT NULL CHECK (scope IN ('project', 'thread')),
+    period     text NOT NULL CHECK (period IN ('day', 'month', 'total')),
+    tokens     bigint NOT NULL CHECK (tokens >= 0),
+    PRIMARY KEY (tenant_id, scope)
+);

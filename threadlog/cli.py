@@ -27,7 +27,7 @@ def api_key_for(folder: Path) -> tuple[str, bool]:
     """THREADLOG_API_KEY, or a key generated once and kept in the data folder. True when generated here."""
     if key := os.environ.get("THREADLOG_API_KEY"):
         return key, False
-    from services.gateway.auth import new_key
+    from shared.apikeys import new_key
 
     path = folder / "api_key"
     if path.exists():
@@ -130,6 +130,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from . import admin
+
+    if args.keys_command == "create":
+        return admin.keys_create(database_url(), args.project, args.admin)
+    if args.keys_command == "list":
+        return admin.keys_list(database_url(), args.project)
+    return admin.keys_revoke(database_url(), args.key_id)
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
+    from . import admin
+
+    if args.budgets_command == "set":
+        return admin.budgets_set(database_url(), args.project, args.tokens, args.period, args.per_thread)
+    return admin.budgets_clear(database_url(), args.project)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="threadlog", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +174,26 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--expect-head", help="SEQ:HASH recorded earlier (from `audit head`), kept outside the DB")
     audit_sub.add_parser("head", help="print the chain's head as SEQ:HASH, to keep somewhere safe")
     audit.set_defaults(func=cmd_audit)
+    keys = sub.add_parser("keys", help="API keys of projects (stored hashed)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="a new key (printed once)")
+    create.add_argument("--project", default="proj_default")
+    create.add_argument("--admin", action="store_true", help="an operator key that reads across projects")
+    listing = keys_sub.add_parser("list")
+    listing.add_argument("--project")
+    revoke = keys_sub.add_parser("revoke")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+    budgets = sub.add_parser("budgets", help="token budgets of projects")
+    budgets_sub = budgets.add_subparsers(dest="budgets_command", required=True)
+    budget = budgets_sub.add_parser("set")
+    budget.add_argument("--project", default="proj_default")
+    budget.add_argument("--tokens", type=int, required=True)
+    budget.add_argument("--period", choices=["day", "month", "total"], default="month")
+    budget.add_argument("--per-thread", action="store_true", help="a budget for each thread of the project")
+    clear = budgets_sub.add_parser("clear")
+    clear.add_argument("--project", default="proj_default")
+    budgets.set_defaults(func=cmd_budgets)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from shared.apikeys import ensure_key
+from shared.budgets import Budgets
 from shared.bus import open_bus
 from shared.config import Settings
 from shared.consistency import READ_MODELS, ConsistencyWaiter
@@ -20,24 +22,29 @@ from shared.repository import Repository
 from shared.state import AssistantState, ThreadState, evolve, evolve_assistant
 from shared.store import EventStore
 
-from .auth import PrincipalCache, ensure_key
+from .auth import PrincipalCache
 from .errors import Handler, errors_as_json
+from .idempotency import IdempotencyKeys
 from .keys import (
     ASSISTANTS,
+    BUDGETS,
     BUS,
     CONSISTENCY,
+    IDEMPOTENCY,
     METRICS,
     POOL,
-    PRINCIPAL,
     PRINCIPALS,
     QUERIES,
+    RATE_LIMITER,
     SETTINGS,
     STORE,
     THREADS,
 )
+from .limits import RateLimiter
 from .metrics import GatewayMetrics
+from .middlewares import audit_admin_reads, authenticate, cors, idempotency, rate_limit, request_ids
 from .queries import Queries
-from .routes import assistants, history, messages, runs, streams, threads
+from .routes import assistants, history, messages, runs, streams, threads, usage
 
 log = logging.getLogger(__name__)
 READ_MODELS_CHECKPOINT = READ_MODELS
@@ -51,6 +58,8 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = EventStore(pool)
         app[QUERIES] = Queries(pool)
         app[PRINCIPALS] = PrincipalCache(pool)
+        app[IDEMPOTENCY] = IdempotencyKeys(pool)
+        app[BUDGETS] = Budgets(pool)
         app[THREADS] = Repository(app[STORE], lambda i: ThreadState(thread_id=i), evolve, app[METRICS])
         app[ASSISTANTS] = Repository(app[STORE], lambda i: AssistantState(assistant_id=i), evolve_assistant,
                                      app[METRICS])
@@ -89,13 +98,6 @@ async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
 
 
 @web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/v1/"):
-        request[PRINCIPAL] = await request.app[PRINCIPALS].resolve(request.headers.get("Authorization"))
-    return await handler(request)
-
-
-@web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
@@ -112,9 +114,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[observe, errors_as_json, authenticate], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[observe, errors_as_json, request_ids, cors, authenticate, rate_limit, idempotency,
+                     audit_admin_reads],
+        client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
+    app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.cleanup_ctx.extend([database, message_bus, consistency, outbox_relay])
 
     async def ready() -> bool:
@@ -126,6 +132,6 @@ def make_app(settings: Settings) -> web.Application:
 
     add_probe_routes(app, app[METRICS].registry, ready)
     # /v1/threads/runs must come before /v1/threads/{thread_id}: aiohttp matches in registration order.
-    for module in (runs, streams, history, threads, messages, assistants):
+    for module in (runs, streams, history, threads, messages, assistants, usage):
         app.add_routes(module.routes)
     return app

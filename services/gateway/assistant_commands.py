@@ -10,7 +10,7 @@ from shared.errors import InvalidRequestError, NotFoundError
 from shared.events import AssistantConfig, AssistantCreated, AssistantDeleted, AssistantModified, Event
 from shared.state import AssistantState
 
-from .commands import Strict, check_metadata, check_tool_resources
+from .commands import Strict, check_metadata, check_tool_resources, visible
 from .validation import ToolSpec, check_response_format, check_sampling, check_tools
 
 
@@ -77,8 +77,8 @@ def config_from(cmd: CreateAssistant) -> AssistantConfig:
     )
 
 
-def require_assistant(state: AssistantState, tenant_id: str, param: str = "assistant_id") -> AssistantConfig:
-    if not state.live or state.tenant_id != tenant_id or state.config is None:
+def require_assistant(state: AssistantState, tenant_id: str | None, param: str = "assistant_id") -> AssistantConfig:
+    if not state.live or not visible(state.tenant_id, tenant_id) or state.config is None:
         raise NotFoundError(f"No assistant found with id '{state.assistant_id}'.", param=param)
     return state.config
 
@@ -87,7 +87,7 @@ def decide_create_assistant(assistant_id: str, cmd: CreateAssistant, now: int) -
     return [AssistantCreated(assistant_id=assistant_id, created_at=now, config=config_from(cmd))]
 
 
-def decide_modify_assistant(state: AssistantState, tenant_id: str, cmd: ModifyAssistant) -> list[Event]:
+def decide_modify_assistant(state: AssistantState, tenant_id: str | None, cmd: ModifyAssistant) -> list[Event]:
     current = require_assistant(state, tenant_id)
     merged: dict[str, Any] = msgspec.to_builtins(current)  # plain values, tools tagged as on the wire
     for field in ModifyAssistant.__struct_fields__:
@@ -98,6 +98,6 @@ def decide_modify_assistant(state: AssistantState, tenant_id: str, cmd: ModifyAs
     return [AssistantModified(assistant_id=state.assistant_id, config=config_from(create))]
 
 
-def decide_delete_assistant(state: AssistantState, tenant_id: str) -> list[Event]:
+def decide_delete_assistant(state: AssistantState, tenant_id: str | None) -> list[Event]:
     require_assistant(state, tenant_id)
     return [AssistantDeleted(assistant_id=state.assistant_id)]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 import time
 
 import asyncpg
 import msgspec
 
+from shared.apikeys import hash_key
 from shared.errors import AuthenticationError
 
-DEFAULT_PROJECT = "proj_default"
 # A revoked key stops working within this long on every gateway.
 CACHE_TTL_S = 10.0
 
@@ -22,26 +20,10 @@ class Principal(msgspec.Struct, frozen=True):
     key_id: str
     is_admin: bool = False
 
-
-def hash_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-def new_key() -> str:
-    return "tl-" + secrets.token_urlsafe(32)
-
-
-async def ensure_key(pool: asyncpg.Pool, key: str, project_id: str = DEFAULT_PROJECT, *,
-                     name: str = "default", is_admin: bool = False) -> None:
-    """Make `key` a working key of `project_id` (idempotent)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO projects (project_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                           project_id, name)
-        await conn.execute(
-            "INSERT INTO api_keys (key_id, project_id, key_hash, key_hint, is_admin) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (key_hash) DO NOTHING",
-            "key_" + hashlib.sha256(key.encode()).hexdigest()[:16], project_id, hash_key(key), key[-4:], is_admin,
-        )
+    @property
+    def scope(self) -> str | None:
+        """The project whose objects this key sees; None (every project) for an admin key."""
+        return None if self.is_admin else self.project_id
 
 
 class PrincipalCache:

@@ -141,6 +141,12 @@ def content_blocks(content: str | list[InputPart], param: str) -> list[ContentBl
     return blocks
 
 
+def plain_text(content: str | list[InputPart]) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(p.text for p in content if isinstance(p, TextPart))
+
+
 def message_event(thread_id: str, cmd: CreateMessage, param: str, now: int) -> MessageCreated:
     if cmd.attachments:
         raise InvalidRequestError("attachments are not supported: threadlog has no Files API.",
@@ -159,8 +165,13 @@ def now_s() -> int:
 # --- decisions: (state, command) -> events; pure, may raise ServiceError ------------------------
 
 
-def require_thread(state: ThreadState, tenant_id: str) -> None:
-    if not state.live or state.tenant_id != tenant_id:
+def visible(owner: str | None, scope: str | None) -> bool:
+    """An object is visible to a key of its own project, or to an admin key (scope None)."""
+    return scope is None or owner == scope
+
+
+def require_thread(state: ThreadState, tenant_id: str | None) -> None:
+    if not state.live or not visible(state.tenant_id, tenant_id):
         raise NotFoundError(f"No thread found with id '{state.thread_id}'.", param="thread_id")
 
 
@@ -175,7 +186,7 @@ def decide_create_thread(thread_id: str, cmd: CreateThread, now: int) -> list[Ev
     return events
 
 
-def decide_modify_thread(state: ThreadState, tenant_id: str, cmd: ModifyThread) -> list[Event]:
+def decide_modify_thread(state: ThreadState, tenant_id: str | None, cmd: ModifyThread) -> list[Event]:
     require_thread(state, tenant_id)
     check_tool_resources(cmd.tool_resources)
     if cmd.metadata is None:
@@ -183,18 +194,18 @@ def decide_modify_thread(state: ThreadState, tenant_id: str, cmd: ModifyThread) 
     return [ThreadModified(thread_id=state.thread_id, metadata=check_metadata(cmd.metadata))]
 
 
-def decide_delete_thread(state: ThreadState, tenant_id: str) -> list[Event]:
+def decide_delete_thread(state: ThreadState, tenant_id: str | None) -> list[Event]:
     require_thread(state, tenant_id)
     return [ThreadDeleted(thread_id=state.thread_id)]
 
 
-def require_message(state: ThreadState, tenant_id: str, message_id: str) -> None:
+def require_message(state: ThreadState, tenant_id: str | None, message_id: str) -> None:
     require_thread(state, tenant_id)
     if message_id not in state.message_ids:
         raise NotFoundError(f"No message found with id '{message_id}'.", param="message_id")
 
 
-def decide_create_message(state: ThreadState, tenant_id: str, event: MessageCreated) -> list[Event]:
+def decide_create_message(state: ThreadState, tenant_id: str | None, event: MessageCreated) -> list[Event]:
     require_thread(state, tenant_id)
     if state.active_run_id is not None:
         raise InvalidRequestError(
@@ -203,7 +214,8 @@ def decide_create_message(state: ThreadState, tenant_id: str, event: MessageCrea
     return [event]
 
 
-def decide_modify_message(state: ThreadState, tenant_id: str, message_id: str, cmd: ModifyMessage) -> list[Event]:
+def decide_modify_message(state: ThreadState, tenant_id: str | None, message_id: str,
+                          cmd: ModifyMessage) -> list[Event]:
     require_message(state, tenant_id, message_id)
     if cmd.metadata is None:
         return []
@@ -211,6 +223,6 @@ def decide_modify_message(state: ThreadState, tenant_id: str, message_id: str, c
                             metadata=check_metadata(cmd.metadata))]
 
 
-def decide_delete_message(state: ThreadState, tenant_id: str, message_id: str) -> list[Event]:
+def decide_delete_message(state: ThreadState, tenant_id: str | None, message_id: str) -> list[Event]:
     require_message(state, tenant_id, message_id)
     return [MessageDeleted(thread_id=state.thread_id, message_id=message_id)]

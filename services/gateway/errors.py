@@ -20,8 +20,11 @@ def error_body(message: str, kind: str, param: str | None, code: str | None) -> 
 
 
 def error_response(status: int, message: str, kind: str, param: str | None = None, code: str | None = None,
-                   retry: bool | None = None) -> web.Response:
+                   retry: bool | None = None, retry_after_s: float | None = None) -> web.Response:
     headers = {} if retry is None else {"x-should-retry": "true" if retry else "false"}
+    if retry_after_s is not None:
+        headers["retry-after"] = str(max(1, round(retry_after_s)))
+        headers["retry-after-ms"] = str(int(retry_after_s * 1000))
     return web.Response(status=status, body=error_body(message, kind, param, code), content_type="application/json",
                         headers=headers)
 
@@ -31,7 +34,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ServiceError as e:
-        return error_response(e.status, e.message, e.kind, e.param, e.code, e.retryable)
+        return error_response(e.status, e.message, e.kind, e.param, e.code, e.retryable,
+                              getattr(e, "retry_after_s", None))
     except web.HTTPNotFound:
         return error_response(404, f"Invalid URL ({request.method} {request.path})", "invalid_request_error",
                               code="unknown_url")

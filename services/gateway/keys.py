@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 from aiohttp import web
 
+from shared.budgets import Budgets
 from shared.bus import Bus
 from shared.config import Settings
 from shared.consistency import ConsistencyWaiter
@@ -13,6 +16,8 @@ from shared.state import AssistantState, ThreadState
 from shared.store import EventStore
 
 from .auth import Principal, PrincipalCache
+from .idempotency import IdempotencyKeys
+from .limits import RateLimiter
 from .metrics import GatewayMetrics
 from .queries import Queries
 
@@ -26,5 +31,9 @@ CONSISTENCY = web.AppKey("consistency", ConsistencyWaiter)
 PRINCIPALS = web.AppKey("principals", PrincipalCache)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 QUERIES = web.AppKey("queries", Queries)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
+BUDGETS = web.AppKey("budgets", Budgets)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", uuid.UUID)

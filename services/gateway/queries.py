@@ -56,50 +56,56 @@ class Queries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def one(self, table: str, id_col: str, object_id: str, tenant_id: str, kind: str,
+    async def one(self, table: str, id_col: str, object_id: str, tenant_id: str | None, kind: str,
                   scope: tuple[str, str] | None = None) -> bytes:
-        p = Params(object_id, tenant_id)
+        p = Params(object_id)
         extra = f" AND {scope[0]} = {p.add(scope[1])}" if scope else ""
-        body = await self._pool.fetchval(
-            f"SELECT body::text FROM {table} WHERE {id_col} = $1 AND tenant_id = $2{extra}", *p.values)
+        if tenant_id is not None:  # None: an admin key, which sees every project
+            extra += f" AND tenant_id = {p.add(tenant_id)}"
+        body = await self._pool.fetchval(f"SELECT body::text FROM {table} WHERE {id_col} = $1{extra}", *p.values)
         if body is None:
             raise NotFoundError(f"No {kind} found with id '{object_id}'.", param=f"{kind}_id")
         return str(body).encode()
 
-    async def page(self, *, table: str, id_col: str, order_col: str, tenant_id: str, params: ListParams,
+    async def page(self, *, table: str, id_col: str, order_col: str, tenant_id: str | None, params: ListParams,
                    filters: list[tuple[str, object]] | None = None, parent: Parent | None = None,
                    link_col: str | None = None) -> bytes:
         """One page of `table`, newest or oldest first, after/before a cursor id, in one round trip."""
         op, order, reverse = _direction(params)
-        p = Params(params.limit + 1, tenant_id)
-        conditions = ["x.tenant_id = $2"]
+        p = Params(params.limit + 1)
+        conditions = []
+        tenant = p.add(tenant_id) if tenant_id is not None else None  # None: an admin key sees every project
+        if tenant is not None:
+            conditions.append(f"x.tenant_id = {tenant}")
         if parent is not None:
             conditions.append(f"x.{link_col} = p.{parent.id_col}")
         cursor = params.after or params.before
         if cursor is not None:
-            scope = f" AND {link_col} = p.{parent.id_col}" if parent is not None else " AND tenant_id = $2"
+            scope = (f" AND {link_col} = p.{parent.id_col}" if parent is not None
+                     else f" AND tenant_id = {tenant}" if tenant is not None else "")
             conditions.append(f"x.{order_col} {op} (SELECT {order_col} FROM {table} WHERE {id_col} = "
                               f"{p.add(cursor)}{scope})")
         for fragment, value in filters or []:
             conditions.append(fragment.format(p.add(value)))
-        inner = (f"SELECT x.{id_col}, x.body::text FROM {table} x WHERE {' AND '.join(conditions)}"
-                 f" ORDER BY x.{order_col} {order} LIMIT $1")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        inner = f"SELECT x.{id_col}, x.body::text FROM {table} x{where} ORDER BY x.{order_col} {order} LIMIT $1"
         if parent is None:
             return _page(list(await self._pool.fetch(inner, *p.values)), params, reverse)
         parent_id = p.add(parent.id)
+        parent_tenant = f" AND p.tenant_id = {tenant}" if tenant is not None else ""
         rows = await self._pool.fetch(
             f"SELECT i.* FROM {parent.table} p LEFT JOIN LATERAL ({inner}) i ON true"
-            f" WHERE p.{parent.id_col} = {parent_id} AND p.tenant_id = $2", *p.values)
+            f" WHERE p.{parent.id_col} = {parent_id}{parent_tenant}", *p.values)
         if not rows:
             raise NotFoundError(f"No {parent.kind} found with id '{parent.id}'.", param=f"{parent.kind}_id")
         return _page([r for r in rows if r[0] is not None], params, reverse)
 
     # --- the resources --------------------------------------------------------------------------
 
-    async def thread(self, thread_id: str, tenant_id: str) -> bytes:
+    async def thread(self, thread_id: str, tenant_id: str | None) -> bytes:
         return await self.one("threads", "thread_id", thread_id, tenant_id, "thread")
 
-    async def threads(self, tenant_id: str, params: ListParams, metadata: dict[str, str],
+    async def threads(self, tenant_id: str | None, params: ListParams, metadata: dict[str, str],
                       created_after: int | None, created_before: int | None) -> bytes:
         filters: list[tuple[str, object]] = []
         if metadata:
@@ -111,26 +117,26 @@ class Queries:
         return await self.page(table="threads", id_col="thread_id", order_col="position", tenant_id=tenant_id,
                                params=params, filters=filters)
 
-    async def message(self, thread_id: str, message_id: str, tenant_id: str) -> bytes:
+    async def message(self, thread_id: str, message_id: str, tenant_id: str | None) -> bytes:
         return await self.one("messages", "message_id", message_id, tenant_id, "message", ("thread_id", thread_id))
 
-    async def messages(self, thread_id: str, tenant_id: str, params: ListParams, run_id: str | None) -> bytes:
+    async def messages(self, thread_id: str, tenant_id: str | None, params: ListParams, run_id: str | None) -> bytes:
         filters: list[tuple[str, object]] = [("x.run_id = {}", run_id)] if run_id is not None else []
         return await self.page(table="messages", id_col="message_id", order_col="seq", tenant_id=tenant_id,
                                params=params, filters=filters, link_col="thread_id",
                                parent=Parent("threads", "thread_id", thread_id, "thread"))
 
-    async def assistant(self, assistant_id: str, tenant_id: str) -> bytes:
+    async def assistant(self, assistant_id: str, tenant_id: str | None) -> bytes:
         return await self.one("assistants", "assistant_id", assistant_id, tenant_id, "assistant")
 
-    async def assistants(self, tenant_id: str, params: ListParams) -> bytes:
+    async def assistants(self, tenant_id: str | None, params: ListParams) -> bytes:
         return await self.page(table="assistants", id_col="assistant_id", order_col="position", tenant_id=tenant_id,
                                params=params)
 
-    async def run(self, thread_id: str, run_id: str, tenant_id: str) -> bytes:
+    async def run(self, thread_id: str, run_id: str, tenant_id: str | None) -> bytes:
         return await self.one("runs", "run_id", run_id, tenant_id, "run", ("thread_id", thread_id))
 
-    async def runs(self, thread_id: str, tenant_id: str, params: ListParams) -> bytes:
+    async def runs(self, thread_id: str, tenant_id: str | None, params: ListParams) -> bytes:
         return await self.page(table="runs", id_col="run_id", order_col="seq", tenant_id=tenant_id, params=params,
                                link_col="thread_id", parent=Parent("threads", "thread_id", thread_id, "thread"))
 
@@ -153,12 +159,12 @@ class Queries:
                 FROM events WHERE stream_id = $1{condition} ORDER BY stream_version {order} LIMIT $2""", *p.values)
         return _page(list(rows), params, reverse)
 
-    async def step(self, thread_id: str, run_id: str, step_id: str, tenant_id: str) -> bytes:
+    async def step(self, thread_id: str, run_id: str, step_id: str, tenant_id: str | None) -> bytes:
         body = await self.one("run_steps", "step_id", step_id, tenant_id, "step", ("run_id", run_id))
         await self.run(thread_id, run_id, tenant_id)
         return body
 
-    async def steps(self, thread_id: str, run_id: str, tenant_id: str, params: ListParams) -> bytes:
+    async def steps(self, thread_id: str, run_id: str, tenant_id: str | None, params: ListParams) -> bytes:
         await self.run(thread_id, run_id, tenant_id)
         return await self.page(table="run_steps", id_col="step_id", order_col="seq", tenant_id=tenant_id,
                                params=params, link_col="run_id", parent=Parent("runs", "run_id", run_id, "run"))

@@ -114,7 +114,8 @@ def resolve_run(thread_id: str, assistant_id: str, assistant: AssistantConfig, c
     )
 
 
-def decide_create_run(state: ThreadState, tenant_id: str, run: RunCreated, cmd: CreateRun, now: int) -> list[Event]:
+def decide_create_run(state: ThreadState, tenant_id: str | None, run: RunCreated, cmd: CreateRun,
+                      now: int) -> list[Event]:
     require_thread(state, tenant_id)
     if state.active_run_id is not None:
         raise InvalidRequestError(f"Thread {state.thread_id} already has an active run {state.active_run_id}.",
@@ -129,7 +130,7 @@ def decide_create_run(state: ThreadState, tenant_id: str, run: RunCreated, cmd: 
     return events
 
 
-def require_run(state: ThreadState, tenant_id: str, run_id: str) -> RunState:
+def require_run(state: ThreadState, tenant_id: str | None, run_id: str) -> RunState:
     require_thread(state, tenant_id)
     run = state.runs.get(run_id)
     if run is None:
@@ -137,14 +138,14 @@ def require_run(state: ThreadState, tenant_id: str, run_id: str) -> RunState:
     return run
 
 
-def decide_modify_run(state: ThreadState, tenant_id: str, run_id: str, cmd: ModifyRun) -> list[Event]:
+def decide_modify_run(state: ThreadState, tenant_id: str | None, run_id: str, cmd: ModifyRun) -> list[Event]:
     require_run(state, tenant_id, run_id)
     if cmd.metadata is None:
         return []
     return [RunModified(thread_id=state.thread_id, run_id=run_id, metadata=check_metadata(cmd.metadata))]
 
 
-def decide_cancel_run(state: ThreadState, tenant_id: str, run_id: str) -> list[Event]:
+def decide_cancel_run(state: ThreadState, tenant_id: str | None, run_id: str) -> list[Event]:
     run = require_run(state, tenant_id, run_id)
     if run.status == "cancelling":
         return []
@@ -154,7 +155,7 @@ def decide_cancel_run(state: ThreadState, tenant_id: str, run_id: str) -> list[E
     return [RunCancelling(thread_id=state.thread_id, run_id=run_id)]
 
 
-def decide_submit_tool_outputs(state: ThreadState, tenant_id: str, run_id: str, cmd: SubmitToolOutputs,
+def decide_submit_tool_outputs(state: ThreadState, tenant_id: str | None, run_id: str, cmd: SubmitToolOutputs,
                                now: int) -> list[Event]:
     run = require_run(state, tenant_id, run_id)
     pending = run.pending_round

@@ -12,15 +12,17 @@ from shared.events import Event
 from shared.repository import Outcome, Repository, StreamState
 from shared.state import AssistantState, ThreadState
 
-from .keys import ASSISTANTS, BUS, CONSISTENCY, METRICS, THREADS
+from .keys import ASSISTANTS, BUS, CONSISTENCY, METRICS, REQUEST_ID, THREADS
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=StreamState)
 
 
-async def _commit(app: web.Application, repo: Repository[S], stream_id: str, tenant_id: str,
+async def _commit(request: web.Request, repo: Repository[S], stream_id: str, scope: str | None,
                   decide: Callable[[S], Sequence[Event]], new: bool) -> Outcome:
-    outcome = await repo.execute(stream_id, tenant_id, decide, new=new)
+    app = request.app
+    # The request id is every appended event's correlation id: the log says which request wrote what.
+    outcome = await repo.execute(stream_id, scope, decide, new=new, correlation_id=request[REQUEST_ID])
     if outcome.result is not None:
         await app[BUS].appended(stream_id)
         if not await app[CONSISTENCY].wait(outcome.result.cursor):
@@ -30,11 +32,11 @@ async def _commit(app: web.Application, repo: Repository[S], stream_id: str, ten
     return outcome
 
 
-async def commit(app: web.Application, thread_id: str, tenant_id: str,
+async def commit(request: web.Request, thread_id: str, scope: str | None,
                  decide: Callable[[ThreadState], Sequence[Event]], *, new: bool = False) -> Outcome:
-    return await _commit(app, app[THREADS], thread_id, tenant_id, decide, new)
+    return await _commit(request, request.app[THREADS], thread_id, scope, decide, new)
 
 
-async def commit_assistant(app: web.Application, assistant_id: str, tenant_id: str,
+async def commit_assistant(request: web.Request, assistant_id: str, scope: str | None,
                            decide: Callable[[AssistantState], Sequence[Event]], *, new: bool = False) -> Outcome:
-    return await _commit(app, app[ASSISTANTS], assistant_id, tenant_id, decide, new)
+    return await _commit(request, request.app[ASSISTANTS], assistant_id, scope, decide, new)

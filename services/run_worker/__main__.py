@@ -12,6 +12,7 @@ import socket
 import uvloop
 from prometheus_client import CollectorRegistry
 
+from shared.budgets import Budgets
 from shared.bus import open_bus
 from shared.config import Settings
 from shared.consistency import READ_MODELS, ConsistencyWaiter
@@ -49,7 +50,8 @@ async def main() -> None:
         await bus.on_nudge(bus.subjects.projected, waiter.on_projected)
         executor = Executor(pool=pool, threads=Repository(store, lambda i: ThreadState(thread_id=i), evolve),
                             model=model, leases=Leases(pool, settings.run_lease_ms), waiter=waiter, bus=bus,
-                            deltas=NatsDeltas(bus), worker_id=worker_id, lease_ms=settings.run_lease_ms)
+                            deltas=NatsDeltas(bus), budgets=Budgets(pool), worker_id=worker_id,
+                            lease_ms=settings.run_lease_ms)
         worker = Worker(executor=executor, store=store, bus=bus, metrics=WorkerMetrics(registry),
                         concurrency=settings.worker_concurrency, lease_ms=settings.run_lease_ms)
         relay = Relay(settings.database_url, pool, store, bus)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from shared.budgets import Budgets
 from shared.bus import Bus
 from shared.consistency import ConsistencyWaiter
 from shared.events import ContentBlock, Event, LastError, TextBlock, TextValue, Usage
@@ -42,7 +43,8 @@ def now_s() -> int:
 
 class Executor:
     def __init__(self, *, pool: asyncpg.Pool, threads: Repository[ThreadState], model: Model, leases: Leases,
-                 waiter: ConsistencyWaiter, bus: Bus, deltas: Deltas, worker_id: str, lease_ms: int) -> None:
+                 waiter: ConsistencyWaiter, bus: Bus, deltas: Deltas, budgets: Budgets, worker_id: str,
+                 lease_ms: int) -> None:
         self._pool = pool
         self.threads = threads
         self._model = model
@@ -50,6 +52,7 @@ class Executor:
         self._waiter = waiter
         self._bus = bus
         self._deltas = deltas
+        self._budgets = budgets
         self.worker_id = worker_id
         self._lease_s = lease_ms / 1000
         self.active: dict[str, asyncio.Task[None]] = {}
@@ -134,6 +137,10 @@ class Executor:
         if messages is None:
             await self.append(thread_id, tenant_id, lambda s: decisions.prompt_too_long(s, run_id, attempt, now_s()))
             return ""
+        if await self._budgets.of(tenant_id):  # spending is checked before the money is spent, never after
+            refusal = await self._budgets.refusal(tenant_id, thread_id, count_message_tokens(messages) + 1)
+            if refusal is not None:
+                raise ModelError(LastError(code="rate_limit_exceeded", message=refusal))
         request = model_request(run, messages)
         text, calls = "", ToolCallBuilder()
         finish = Finish("stop", None)

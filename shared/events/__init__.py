@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from .admin import AdminRead
 from .assistants import AssistantConfig, AssistantCreated, AssistantDeleted, AssistantModified
 from .base import (
     ContentBlock,
@@ -66,6 +67,7 @@ AnyEvent = (
     | RunCreated | RunStarted | RunRequiresAction | ToolOutputsSubmitted | RunModified | RunCancelling
     | RunCompleted | RunIncomplete | RunFailed | RunCancelled | RunExpired
     | StepCreated | StepCompleted | StepEnded
+    | AdminRead
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {str(cls.__struct_config__.tag): cls for cls in AnyEvent.__args__}
@@ -93,7 +95,7 @@ class Codec:
 
 
 __all__ = [
-    "CURRENT_SCHEMA", "EVENT_TYPES", "AnyEvent", "AssistantConfig", "AssistantCreated", "AssistantDeleted",
+    "CURRENT_SCHEMA", "EVENT_TYPES", "AdminRead", "AnyEvent", "AssistantConfig", "AssistantCreated", "AssistantDeleted",
     "AssistantModified", "Codec", "ContentBlock", "Event", "FunctionCall", "FunctionDef", "FunctionTool", "ImageUrl",
     "ImageUrlBlock", "LastError", "MessageCompleted", "MessageCreated", "MessageDeleted", "MessageIncomplete",
     "MessageModified", "Metadata", "RefusalBlock", "ResponseFormat", "RunCancelled", "RunCancelling", "RunCompleted",

@@ -32,7 +32,7 @@ async def create_assistant(request: web.Request) -> web.Response:
     tenant = request[PRINCIPAL].project_id
     assistant_id = new_id("asst")
     events = decide_create_assistant(assistant_id, cmd, now_s())
-    await commit_assistant(request.app, assistant_id, tenant, lambda _: events, new=True)
+    await commit_assistant(request, assistant_id, tenant, lambda _: events, new=True)
     created = events[0]
     assert isinstance(created, AssistantCreated)
     return respond(wire.encode(wire.assistant_object(assistant_id, created.created_at, created.config)))
@@ -40,25 +40,25 @@ async def create_assistant(request: web.Request) -> web.Response:
 
 @routes.get("/v1/assistants")
 async def list_assistants(request: web.Request) -> web.Response:
-    return respond(await request.app[QUERIES].assistants(request[PRINCIPAL].project_id, list_params(request)))
+    return respond(await request.app[QUERIES].assistants(request[PRINCIPAL].scope, list_params(request)))
 
 
 @routes.get("/v1/assistants/{assistant_id}")
 async def retrieve_assistant(request: web.Request) -> web.Response:
     return respond(await request.app[QUERIES].assistant(request.match_info["assistant_id"],
-                                                        request[PRINCIPAL].project_id))
+                                                        request[PRINCIPAL].scope))
 
 
 @routes.post("/v1/assistants/{assistant_id}")
 async def modify_assistant(request: web.Request) -> web.Response:
     cmd = await decode_body(request, MODIFY_ASSISTANT)
-    assistant_id, tenant = request.match_info["assistant_id"], request[PRINCIPAL].project_id
-    await commit_assistant(request.app, assistant_id, tenant, lambda s: decide_modify_assistant(s, tenant, cmd))
+    assistant_id, tenant = request.match_info["assistant_id"], request[PRINCIPAL].scope
+    await commit_assistant(request, assistant_id, tenant, lambda s: decide_modify_assistant(s, tenant, cmd))
     return respond(await request.app[QUERIES].assistant(assistant_id, tenant))
 
 
 @routes.delete("/v1/assistants/{assistant_id}")
 async def delete_assistant(request: web.Request) -> web.Response:
-    assistant_id, tenant = request.match_info["assistant_id"], request[PRINCIPAL].project_id
-    await commit_assistant(request.app, assistant_id, tenant, lambda s: decide_delete_assistant(s, tenant))
+    assistant_id, tenant = request.match_info["assistant_id"], request[PRINCIPAL].scope
+    await commit_assistant(request, assistant_id, tenant, lambda s: decide_delete_assistant(s, tenant))
     return respond(wire.encode(wire.Deleted(id=assistant_id, object="assistant.deleted")))

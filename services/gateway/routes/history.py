@@ -27,7 +27,7 @@ SEALED_WAIT_S = 10.0
 @routes.get("/v1/threads/{thread_id}/history")
 async def thread_history(request: web.Request) -> web.Response:
     """The thread's events, oldest first by default, cursor-paginated by event id."""
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
+    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
     await request.app[QUERIES].thread(thread_id, tenant)
     params = list_params(request)
     if "order" not in request.query:
@@ -49,7 +49,7 @@ def as_of_bound(request: web.Request) -> tuple[str, float] | None:
     return None
 
 
-async def messages_at(request: web.Request, thread_id: str, tenant: str, bound: tuple[str, float]) -> bytes:
+async def messages_at(request: web.Request, thread_id: str, tenant: str | None, bound: tuple[str, float]) -> bytes:
     """The thread's messages as they were at a past log position or time (unix seconds)."""
     await request.app[QUERIES].thread(thread_id, tenant)
     store = request.app[STORE]
@@ -66,13 +66,13 @@ async def messages_at(request: web.Request, thread_id: str, tenant: str, bound: 
 @routes.post("/v1/threads/{thread_id}/erase")
 async def erase_thread(request: web.Request) -> web.Response:
     """Erase a thread's content for privacy. The log keeps that it happened (and when), not what was said."""
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
+    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
 
     def decide(state: ThreadState) -> list[Event]:
         require_thread(state, tenant)
         return [ThreadErased(thread_id=thread_id, erased_at=int(time.time()))]
 
-    outcome = await commit(request.app, thread_id, tenant, decide)
+    outcome = await commit(request, thread_id, tenant, decide)
     assert outcome.result is not None
     # Let the sealer cover the events first, so the chain keeps the proof of what stood there.
     deadline = time.monotonic() + SEALED_WAIT_S

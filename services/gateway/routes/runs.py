@@ -7,13 +7,14 @@ from aiohttp import web
 
 from shared import wire
 from shared.errors import InvalidRequestError
-from shared.events import Event
+from shared.events import Event, RunCreated
 from shared.ids import new_id
 
+from ..admission import admit_run
 from ..assistant_commands import require_assistant
-from ..commands import CreateThread, decide_create_thread, now_s
+from ..commands import CreateMessage, CreateThread, decide_create_thread, now_s, plain_text
 from ..http import decode_body, list_params, respond
-from ..keys import ASSISTANTS, PRINCIPAL, QUERIES, SETTINGS, THREADS
+from ..keys import ASSISTANTS, BUDGETS, POOL, PRINCIPAL, QUERIES, SETTINGS, THREADS
 from ..run_commands import (
     CreateRun,
     CreateThreadAndRun,
@@ -46,6 +47,18 @@ def check_includes(request: web.Request) -> None:
                                       code="invalid_value")
 
 
+async def admit(request: web.Request, thread_id: str, run: RunCreated, extra: list[CreateMessage], *,
+                owner: str | None = None) -> None:
+    """The project's active-run limit and token budgets, before anything is appended or any model called."""
+    tenant = owner
+    if tenant is None:
+        tenant = (await request.app[THREADS].load(thread_id)).tenant_id
+    if tenant is None:
+        return  # an unknown thread: the decision answers 404
+    await admit_run(request.app[POOL], request.app[BUDGETS], tenant, run, request.app[SETTINGS].max_active_runs,
+                    [plain_text(m.content) for m in extra])
+
+
 def run_response(request: web.Request, body: bytes) -> web.Response:
     response = respond(body)
     # The SDK's poll helpers wait this long between reads of a non-terminal run.
@@ -58,11 +71,12 @@ def run_response(request: web.Request, body: bytes) -> web.Response:
 async def create_run(request: web.Request) -> web.StreamResponse:
     check_includes(request)
     cmd = await decode_body(request, CREATE_RUN)
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
+    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
     assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), tenant)
     now = now_s()
     run = resolve_run(thread_id, cmd.assistant_id, assistant, cmd, now, request.app[SETTINGS].run_expires_s)
-    outcome = await commit(request.app, thread_id, tenant, lambda s: decide_create_run(s, tenant, run, cmd, now))
+    await admit(request, thread_id, run, cmd.additional_messages or [])
+    outcome = await commit(request, thread_id, tenant, lambda s: decide_create_run(s, tenant, run, cmd, now))
     if cmd.stream:
         assert outcome.result is not None
         stream = run_stream(request, thread_id, run.run_id, outcome.result.version, None, stop_at_action=True)
@@ -74,14 +88,15 @@ async def create_run(request: web.Request) -> web.StreamResponse:
 async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     cmd = await decode_body(request, CREATE_THREAD_AND_RUN)
     tenant = request[PRINCIPAL].project_id
-    assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), tenant)
+    assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), request[PRINCIPAL].scope)
     thread_cmd = cmd.thread or CreateThread()
     if cmd.tool_resources is not None:
         thread_cmd = msgspec.structs.replace(thread_cmd, tool_resources=cmd.tool_resources)
     thread_id, now = new_id("thread"), now_s()
     run = resolve_run(thread_id, cmd.assistant_id, assistant, cmd, now, request.app[SETTINGS].run_expires_s)
     events: list[Event] = [*decide_create_thread(thread_id, thread_cmd, now), run]
-    await commit(request.app, thread_id, tenant, lambda _: events, new=True)
+    await admit(request, thread_id, run, thread_cmd.messages or [], owner=tenant)
+    await commit(request, thread_id, tenant, lambda _: events, new=True)
     if cmd.stream:
         stream = run_stream(request, thread_id, run.run_id, 1, None, stop_at_action=True, include_thread=True)
         return await serve(request, stream.events())
@@ -90,7 +105,7 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/threads/{thread_id}/runs")
 async def list_runs(request: web.Request) -> web.Response:
-    return respond(await request.app[QUERIES].runs(request.match_info["thread_id"], request[PRINCIPAL].project_id,
+    return respond(await request.app[QUERIES].runs(request.match_info["thread_id"], request[PRINCIPAL].scope,
                                                    list_params(request)))
 
 
@@ -98,23 +113,23 @@ async def list_runs(request: web.Request) -> web.Response:
 async def retrieve_run(request: web.Request) -> web.Response:
     info = request.match_info
     return run_response(request, await request.app[QUERIES].run(info["thread_id"], info["run_id"],
-                                                                request[PRINCIPAL].project_id))
+                                                                request[PRINCIPAL].scope))
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}")
 async def modify_run(request: web.Request) -> web.Response:
     cmd = await decode_body(request, MODIFY_RUN)
     thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
-        request[PRINCIPAL].project_id
-    await commit(request.app, thread_id, tenant, lambda s: decide_modify_run(s, tenant, run_id, cmd))
+        request[PRINCIPAL].scope
+    await commit(request, thread_id, tenant, lambda s: decide_modify_run(s, tenant, run_id, cmd))
     return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(request: web.Request) -> web.Response:
     thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
-        request[PRINCIPAL].project_id
-    await commit(request.app, thread_id, tenant, lambda s: decide_cancel_run(s, tenant, run_id))
+        request[PRINCIPAL].scope
+    await commit(request, thread_id, tenant, lambda s: decide_cancel_run(s, tenant, run_id))
     return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
 
 
@@ -122,9 +137,9 @@ async def cancel_run(request: web.Request) -> web.Response:
 async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
     cmd = await decode_body(request, SUBMIT_TOOL_OUTPUTS)
     thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
-        request[PRINCIPAL].project_id
+        request[PRINCIPAL].scope
     now = now_s()
-    outcome = await commit(request.app, thread_id, tenant,
+    outcome = await commit(request, thread_id, tenant,
                            lambda s: decide_submit_tool_outputs(s, tenant, run_id, cmd, now))
     if cmd.stream:
         assert outcome.result is not None
@@ -141,7 +156,7 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
 async def list_steps(request: web.Request) -> web.Response:
     check_includes(request)
     info = request.match_info
-    return respond(await request.app[QUERIES].steps(info["thread_id"], info["run_id"], request[PRINCIPAL].project_id,
+    return respond(await request.app[QUERIES].steps(info["thread_id"], info["run_id"], request[PRINCIPAL].scope,
                                                     list_params(request)))
 
 
@@ -150,4 +165,4 @@ async def retrieve_step(request: web.Request) -> web.Response:
     check_includes(request)
     info = request.match_info
     return respond(await request.app[QUERIES].step(info["thread_id"], info["run_id"], info["step_id"],
-                                                   request[PRINCIPAL].project_id))
+                                                   request[PRINCIPAL].scope))

@@ -42,7 +42,7 @@ def run_stream(request: web.Request, thread_id: str, run_id: str, from_version: 
 async def attach_run(request: web.Request) -> web.StreamResponse:
     thread_id, run_id = request.match_info["thread_id"], request.match_info["run_id"]
     resume = resume_point(request)
-    await request.app[QUERIES].run(thread_id, run_id, request[PRINCIPAL].project_id)  # 404 unless visible
+    await request.app[QUERIES].run(thread_id, run_id, request[PRINCIPAL].scope)  # 404 unless visible
     created = await request.app[POOL].fetchval("SELECT seq FROM runs WHERE run_id = $1", run_id)
     stream = run_stream(request, thread_id, run_id, int(created), resume, stop_at_action=False)
     return await serve(request, stream.events())
@@ -75,5 +75,5 @@ async def thread_events(request: web.Request, thread_id: str, after: int) -> Asy
 async def follow_thread(request: web.Request) -> web.StreamResponse:
     thread_id = request.match_info["thread_id"]
     resume = resume_point(request)
-    await request.app[QUERIES].thread(thread_id, request[PRINCIPAL].project_id)
+    await request.app[QUERIES].thread(thread_id, request[PRINCIPAL].scope)
     return await serve(request, thread_events(request, thread_id, resume.version if resume else 0), done=False)

@@ -32,7 +32,7 @@ async def create_thread(request: web.Request) -> web.Response:
     tenant = request[PRINCIPAL].project_id
     thread_id = new_id("thread")
     events = decide_create_thread(thread_id, cmd, now_s())
-    await commit(request.app, thread_id, tenant, lambda _: events, new=True)
+    await commit(request, thread_id, tenant, lambda _: events, new=True)
     created = events[0]
     assert isinstance(created, ThreadCreated)
     return respond(wire.encode(wire.thread_object(created)))
@@ -42,26 +42,26 @@ async def create_thread(request: web.Request) -> web.Response:
 async def list_threads(request: web.Request) -> web.Response:
     params = list_params(request)
     body = await request.app[QUERIES].threads(
-        request[PRINCIPAL].project_id, params, metadata_filter(request),
+        request[PRINCIPAL].scope, params, metadata_filter(request),
         unix_param(request, "created_after"), unix_param(request, "created_before"))
     return respond(body)
 
 
 @routes.get("/v1/threads/{thread_id}")
 async def retrieve_thread(request: web.Request) -> web.Response:
-    return respond(await request.app[QUERIES].thread(request.match_info["thread_id"], request[PRINCIPAL].project_id))
+    return respond(await request.app[QUERIES].thread(request.match_info["thread_id"], request[PRINCIPAL].scope))
 
 
 @routes.post("/v1/threads/{thread_id}")
 async def modify_thread(request: web.Request) -> web.Response:
     cmd = await decode_body(request, MODIFY_THREAD)
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
-    await commit(request.app, thread_id, tenant, lambda s: decide_modify_thread(s, tenant, cmd))
+    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    await commit(request, thread_id, tenant, lambda s: decide_modify_thread(s, tenant, cmd))
     return respond(await request.app[QUERIES].thread(thread_id, tenant))
 
 
 @routes.delete("/v1/threads/{thread_id}")
 async def delete_thread(request: web.Request) -> web.Response:
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].project_id
-    await commit(request.app, thread_id, tenant, lambda s: decide_delete_thread(s, tenant))
+    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    await commit(request, thread_id, tenant, lambda s: decide_delete_thread(s, tenant))
     return respond(wire.encode(wire.Deleted(id=thread_id, object="thread.deleted")))

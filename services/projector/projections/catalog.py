@@ -5,9 +5,9 @@ from __future__ import annotations
 from shared.events import AnyEvent
 from shared.store import Recorded
 
-from . import Statement, assistants, runs, threads
+from . import Statement, assistants, runs, threads, usage
 
-PROJECTIONS = (threads.project, assistants.project, runs.project)
+PROJECTIONS = (threads.project, assistants.project, runs.project, usage.project)
 
 
 def project(record: Recorded, event: AnyEvent) -> list[Statement]:
