@@ -14,8 +14,9 @@ from shared.errors import InvalidRequestError
 
 from ..keys import BUS, POOL, PRINCIPAL, QUERIES, STORE
 from ..streaming.live import Live
-from ..streaming.run_stream import RunStream
-from ..streaming.serve import Out, serve
+from ..streaming.merge import Out, StreamMerger
+from ..streaming.run_view import RunView
+from ..streaming.serve import serve
 from ..streaming.sse import Position
 
 routes = web.RouteTableDef()
@@ -32,10 +33,10 @@ def resume_point(request: web.Request) -> Position | None:
 
 
 def run_stream(request: web.Request, thread_id: str, run_id: str, from_version: int, resume: Position | None, *,
-               stop_at_action: bool, include_thread: bool = False) -> RunStream:
-    return RunStream(store=request.app[STORE], bus=request.app[BUS], thread_id=thread_id, run_id=run_id,
-                     from_version=from_version, resume=resume, stop_at_action=stop_at_action,
-                     include_thread=include_thread)
+               stop_at_action: bool, include_thread: bool = False) -> StreamMerger:
+    return StreamMerger(store=request.app[STORE], bus=request.app[BUS], stream_id=thread_id, turn_id=run_id,
+                        view=RunView(run_id, include_thread, stop_at_action), from_version=from_version,
+                        resume=resume)
 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}/stream")
@@ -48,7 +49,7 @@ async def attach_run(request: web.Request) -> web.StreamResponse:
     return await serve(request, stream.events())
 
 
-async def thread_events(request: web.Request, thread_id: str, after: int) -> AsyncIterator[Out]:
+async def thread_events(request: web.Request, thread_id: str, after: int) -> AsyncIterator[Out | None]:
     store, bus = request.app[STORE], request.app[BUS]
     live = await Live.open(bus, thread_id)
     try:
@@ -57,7 +58,7 @@ async def thread_events(request: web.Request, thread_id: str, after: int) -> Asy
             for record in await store.read_stream(thread_id, version):
                 version = record.stream_version
                 payload = msgspec.json.decode(record.payload)
-                yield (str(version), record.event_type, {
+                yield (Position(version, 0), record.event_type, {
                     "stream_version": version, "position": record.position, "type": record.event_type,
                     "recorded_at": record.recorded_at.timestamp(), "data": payload})
             if await live.next(1.0) is None:

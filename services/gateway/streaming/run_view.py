@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from shared import deltas as delta_format
 from shared import wire
 from shared.events import (
     AnyEvent,
@@ -21,7 +22,9 @@ from shared.events import (
     StepCreated,
     StepEnded,
     ThreadCreated,
+    ToolCall,
     ToolOutputsSubmitted,
+    text_of,
 )
 from shared.patches import message_patch, run_patch, step_patch
 
@@ -34,10 +37,44 @@ def _plain(obj: object) -> Obj:
     return value
 
 
+def text_delta(message_id: str, fragment: str) -> Obj:
+    return {"id": message_id, "object": "thread.message.delta", "delta": {"content": [
+        {"index": 0, "type": "text", "text": {"value": fragment, "annotations": []}}]}}
+
+
+def tool_delta(step_id: str, index: int, call_id: str | None, name: str | None, arguments: str) -> Obj:
+    function: dict[str, Any] = {"arguments": arguments}
+    call: dict[str, Any] = {"index": index, "type": "function", "function": function}
+    if call_id is not None:
+        call["id"] = call_id
+        function["name"] = name or ""
+        function["output"] = None
+    return {"id": step_id, "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}}}
+
+
+def tool_remainder(step_id: str, calls: list[ToolCall], have: int) -> list[tuple[int, Obj]]:
+    """The deltas (end, payload) a client holding `have` of the step still needs to hold all of `calls`."""
+    out: list[tuple[int, Obj]] = []
+    pos = 0
+    for index, call in enumerate(calls):
+        args = call.function.arguments
+        start_end, args_end = pos + 1, pos + 1 + len(args)
+        if have < start_end:
+            out.append((args_end, tool_delta(step_id, index, call.id, call.function.name, args)))
+        elif have < args_end:
+            out.append((args_end, tool_delta(step_id, index, None, None, args[have - start_end:])))
+        pos = args_end
+    return out
+
+
 class RunView:
-    def __init__(self, run_id: str, include_thread: bool = False) -> None:
+    """What a watcher of a run sees (Assistants v2 stream events)."""
+
+    def __init__(self, run_id: str, include_thread: bool = False, stop_at_action: bool = False) -> None:
         self.run_id = run_id
         self.include_thread = include_thread
+        self.stop_at_action = stop_at_action
         self.run: Obj | None = None
         self.steps: dict[str, Obj] = {}
         self.messages: dict[str, Obj] = {}
@@ -86,6 +123,34 @@ class RunView:
                 out.append((f"thread.run.{self.run['status']}", self.run))
         return out
 
-    def finished(self, stop_at_action: bool) -> bool:
+    def finished(self) -> bool:
         status = self.status
-        return status in TERMINAL or (stop_at_action and status == "requires_action")
+        return status in TERMINAL or (self.stop_at_action and status == "requires_action")
+
+    def opens(self, event: AnyEvent) -> tuple[str, str] | None:
+        if isinstance(event, MessageCreated):
+            return event.message_id, "text"
+        if isinstance(event, StepCreated) and event.step_type == "tool_calls":
+            return event.step_id, "tool"
+        return None
+
+    def ends(self, item_id: str, kind: str, event: AnyEvent) -> bool:
+        if kind == "text":
+            return isinstance(event, MessageCompleted | MessageIncomplete) and event.message_id == item_id
+        return isinstance(event, RunRequiresAction | StepEnded) and event.step_id == item_id
+
+    def delta(self, item_id: str, d: delta_format.Delta) -> tuple[str, Obj]:
+        if d.kind == "text":
+            return "thread.message.delta", text_delta(item_id, d.text)
+        return "thread.run.step.delta", tool_delta(item_id, d.index, d.call_id, d.name, d.text)
+
+    def remainder(self, item_id: str, kind: str, have: int, event: AnyEvent) -> list[tuple[int, tuple[str, Obj]]]:
+        """Before the item's end: whatever part of it the client does not hold yet, in one piece."""
+        if isinstance(event, MessageCompleted | MessageIncomplete):
+            final = text_of(event.content)
+            if have < len(final):
+                return [(len(final), ("thread.message.delta", text_delta(item_id, final[have:])))]
+        elif isinstance(event, RunRequiresAction):
+            return [(end, ("thread.run.step.delta", payload))
+                    for end, payload in tool_remainder(item_id, event.tool_calls, have)]
+        return []

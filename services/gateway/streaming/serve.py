@@ -6,29 +6,46 @@ A client that goes away stops only its own stream: the run goes on in the worker
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from aiohttp import web
 
 from .live import Overflowed
-from .run_view import Obj
+from .merge import Out
 from .sse import DONE, HEARTBEAT, frame, open_stream
 
 log = logging.getLogger(__name__)
-Out = tuple[str, str, Obj] | None
+Framer = Callable[[Out], bytes]
+_ENCODER = msgspec.json.Encoder()
+
+# Responses stream events carry their place as an integer: the log version and the rank within it.
+SEQUENCE_STRIDE = 1_000_000_000
 
 
-async def serve(request: web.Request, events: AsyncIterator[Out], *, done: bool = True) -> web.StreamResponse:
+def assistants_frame(out: Out) -> bytes:
+    """Assistants: `id: <version>.<k>`, the event name, the object as data."""
+    position, name, payload = out
+    return frame(name, _ENCODER.encode(payload), str(position))
+
+
+def sequence_number(out: Out) -> int:
+    return out[0].version * SEQUENCE_STRIDE + out[0].k
+
+
+def responses_frame(out: Out) -> bytes:
+    """Responses: `type` and `sequence_number` (from the log: a replay is identical) inside the data."""
+    _, name, payload = out
+    seq = sequence_number(out)
+    return frame(name, _ENCODER.encode({"type": name, **payload, "sequence_number": seq}), str(seq))
+
+
+async def serve(request: web.Request, events: AsyncIterator[Out | None], *, done: bool = True,
+                framer: Framer = assistants_frame) -> web.StreamResponse:
     response = await open_stream(request)
-    encoder = msgspec.json.Encoder()
     try:
         async for out in events:
-            if out is None:
-                await response.write(HEARTBEAT)
-                continue
-            event_id, name, payload = out
-            await response.write(frame(name, encoder.encode(payload), event_id))
+            await response.write(HEARTBEAT if out is None else framer(out))
         if done:
             await response.write(DONE)
     except Overflowed:
