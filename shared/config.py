@@ -39,6 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 1000
     # Runs a project may have queued or in progress at once (429 beyond).
     max_active_runs: int = 100
+    # The model's context window, for Responses truncation ("auto" drops the oldest turns beyond it).
+    context_tokens: int = 128_000
     # Origins allowed to call the API from a browser ("*" or comma-separated); empty: CORS off.
     cors_origins: str = ""
     log_level: str = "INFO"

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import wire
+from shared import wire, wire_responses
 from shared.events import (
     AnyEvent,
     MessageCompleted,
     MessageIncomplete,
+    ResponseCancelled,
+    ResponseCompleted,
+    ResponseFailed,
+    ResponseIncomplete,
+    ResponseStarted,
     RunCancelled,
     RunCancelling,
     RunCompleted,
@@ -56,6 +61,26 @@ def run_patch(event: AnyEvent) -> Patch | None:
             return {"status": "cancelled", "cancelled_at": event.cancelled_at, "usage": event.usage, **_ENDED}
         case RunExpired():
             return {"status": "expired", "usage": event.usage, "required_action": None}
+    return None
+
+
+def response_patch(event: AnyEvent) -> Patch | None:
+    """The patch to a Response object (its `output` is set separately, from the items it names)."""
+    match event:
+        case ResponseStarted():
+            return {"status": "in_progress"}
+        case ResponseCompleted():
+            return {"status": "completed", "completed_at": event.completed_at,
+                    "usage": wire_responses.response_usage(event.usage.prompt_tokens, event.usage.completion_tokens)}
+        case ResponseIncomplete():
+            return {"status": "incomplete", "incomplete_details": {"reason": event.reason},
+                    "usage": wire_responses.response_usage(event.usage.prompt_tokens, event.usage.completion_tokens)}
+        case ResponseFailed():
+            return {"status": "failed", "error": {"code": event.error.code, "message": event.error.message},
+                    "usage": wire_responses.response_usage(event.usage.prompt_tokens, event.usage.completion_tokens)}
+        case ResponseCancelled():
+            return {"status": "cancelled",
+                    "usage": wire_responses.response_usage(event.usage.prompt_tokens, event.usage.completion_tokens)}
     return None
 
 

@@ -69,3 +69,27 @@ CREATE INDEX IF NOT EXISTS run_usage_tenant_time ON run_usage (tenant_id, ended_
 CREATE INDEX IF NOT EXISTS run_usage_thread ON run_usage (thread_id);
 CREATE INDEX IF NOT EXISTS runs_tenant_active ON runs (tenant_id)
     WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
+
+-- Conversation items (every message, function call and output of a thread), in one total order:
+-- seq = stream version * 1000 + the item's index within its event.
+CREATE TABLE IF NOT EXISTS items (
+    item_id    text PRIMARY KEY,
+    thread_id  text NOT NULL,
+    tenant_id  text NOT NULL,
+    seq        bigint NOT NULL,
+    body       jsonb NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_thread_seq ON items (thread_id, seq);
+
+CREATE TABLE IF NOT EXISTS responses (
+    response_id          text PRIMARY KEY,
+    thread_id            text NOT NULL,  -- its stream: a conversation's thread or its own hidden stream
+    tenant_id            text NOT NULL,
+    conversation_id      text,
+    previous_response_id text,
+    status               text NOT NULL,
+    position             bigint NOT NULL,
+    input_item_ids       text[] NOT NULL,
+    body                 jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_thread ON responses (thread_id);

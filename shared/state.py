@@ -15,8 +15,19 @@ from shared.events import (
     AssistantCreated,
     AssistantDeleted,
     AssistantModified,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    ItemDeleted,
     MessageCreated,
     MessageDeleted,
+    ResponseCancelled,
+    ResponseCancelling,
+    ResponseCompleted,
+    ResponseCreated,
+    ResponseDeleted,
+    ResponseFailed,
+    ResponseIncomplete,
+    ResponseStarted,
     RunCancelled,
     RunCancelling,
     RunCompleted,
@@ -80,6 +91,26 @@ class RunState(msgspec.Struct, kw_only=True):
         return self.rounds[-1] if self.rounds and self.rounds[-1].outputs is None else None
 
 
+class ResponseState(msgspec.Struct, kw_only=True):
+    config: ResponseCreated
+    created_version: int = 0
+    status: str = "queued"
+    attempt: int = 0
+    worker_id: str | None = None
+    message_id: str | None = None  # the output message being written, reused by a takeover
+    output_item_ids: list[str] = msgspec.field(default_factory=list)
+    usage: Usage = msgspec.field(default_factory=Usage)
+    deleted: bool = False
+
+    @property
+    def response_id(self) -> str:
+        return self.config.response_id
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "in_progress", "cancelling")
+
+
 class ThreadState(msgspec.Struct, kw_only=True):
     thread_id: str
     tenant_id: str | None = None
@@ -90,7 +121,12 @@ class ThreadState(msgspec.Struct, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     message_ids: set[str] = msgspec.field(default_factory=set)
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)
+    responses: dict[str, ResponseState] = msgspec.field(default_factory=dict)
+    # The run or response under way: one turn at a time per conversation.
     active_run_id: str | None = None
+    # Conversation items (every message, function call and output) and the calls still unanswered.
+    item_ids: set[str] = msgspec.field(default_factory=set)
+    open_calls: dict[str, str] = msgspec.field(default_factory=dict)  # call id -> function_call item id
 
     @property
     def live(self) -> bool:
@@ -134,7 +170,30 @@ def _run_event(state: ThreadState, event: AnyEvent) -> None:
         state.active_run_id = None
 
 
+def _response_event(state: ThreadState, event: AnyEvent) -> None:
+    response = state.responses.get(getattr(event, "response_id", ""))
+    if response is None:
+        return
+    match event:
+        case ResponseStarted(attempt=attempt, worker_id=worker_id):
+            response.status, response.attempt, response.worker_id = "in_progress", attempt, worker_id
+        case ResponseCancelling():
+            response.status = "cancelling"
+        case ResponseCompleted() | ResponseIncomplete() | ResponseFailed() | ResponseCancelled():
+            response.status = {ResponseCompleted: "completed", ResponseIncomplete: "incomplete",
+                               ResponseFailed: "failed", ResponseCancelled: "cancelled"}[type(event)]
+            response.usage = event.usage
+            response.output_item_ids = list(event.output_item_ids)
+            response.message_id = None
+        case ResponseDeleted():
+            response.deleted = True
+    if not response.active and state.active_run_id == response.response_id:
+        state.active_run_id = None
+
+
 def evolve(state: ThreadState, event: AnyEvent, tenant_id: str) -> ThreadState:
+    if state.tenant_id is None:
+        state.tenant_id = tenant_id  # a response's hidden stream has no thread.created
     match event:
         case ThreadCreated(metadata=metadata, created_at=created_at):
             state.exists, state.tenant_id, state.created_at = True, tenant_id, created_at
@@ -143,15 +202,32 @@ def evolve(state: ThreadState, event: AnyEvent, tenant_id: str) -> ThreadState:
             state.metadata = dict(metadata)
         case ThreadDeleted() | ThreadErased():
             state.deleted = True
-        case MessageCreated(message_id=message_id):
-            state.message_ids.add(message_id)
-        case MessageDeleted(message_id=message_id):
+        case MessageCreated(message_id=message_id, role=role, response_id=response_id):
+            if role in ("user", "assistant"):
+                state.message_ids.add(message_id)
+            state.item_ids.add(message_id)
+            response = state.responses.get(response_id or "")
+            if response is not None and role == "assistant" and response.active:
+                response.message_id = message_id
+        case MessageDeleted(message_id=message_id) | ItemDeleted(item_id=message_id):
             state.message_ids.discard(message_id)
+            state.item_ids.discard(message_id)
+        case FunctionCallItem(item_id=item_id, call_id=call_id):
+            state.item_ids.add(item_id)
+            state.open_calls[call_id] = item_id
+        case FunctionCallOutputItem(item_id=item_id, call_id=call_id):
+            state.item_ids.add(item_id)
+            state.open_calls.pop(call_id, None)
+        case ResponseCreated(response_id=response_id, conversation_id=conversation_id):
+            state.responses[response_id] = ResponseState(config=event, created_version=state.version + 1)
+            if conversation_id is not None:
+                state.active_run_id = response_id
         case RunCreated(run_id=run_id):
             state.runs[run_id] = RunState(config=event, created_version=state.version + 1)
             state.active_run_id = run_id
         case _:
             _run_event(state, event)
+            _response_event(state, event)
     state.version += 1
     return state
 

@@ -44,7 +44,7 @@ from .limits import RateLimiter
 from .metrics import GatewayMetrics
 from .middlewares import audit_admin_reads, authenticate, cors, idempotency, rate_limit, request_ids
 from .queries import Queries
-from .routes import assistants, history, messages, runs, streams, threads, usage
+from .routes import assistants, conversations, history, messages, responses, runs, streams, threads, usage
 
 log = logging.getLogger(__name__)
 READ_MODELS_CHECKPOINT = READ_MODELS
@@ -132,6 +132,6 @@ def make_app(settings: Settings) -> web.Application:
 
     add_probe_routes(app, app[METRICS].registry, ready)
     # /v1/threads/runs must come before /v1/threads/{thread_id}: aiohttp matches in registration order.
-    for module in (runs, streams, history, threads, messages, assistants, usage):
+    for module in (runs, streams, history, threads, messages, assistants, usage, conversations, responses):
         app.add_routes(module.routes)
     return app

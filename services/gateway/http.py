@@ -93,3 +93,9 @@ def metadata_filter(request: web.Request) -> dict[str, str]:
         if key.startswith("metadata[") and key.endswith("]"):
             out[key[9:-1]] = value
     return out
+
+
+def thread_id_of(request: web.Request) -> str:
+    """The thread in the path: a conversation id (`conv_X`) names the same stream as `thread_X`."""
+    value = request.match_info["thread_id"]
+    return "thread_" + value[5:] if value.startswith("conv_") else value

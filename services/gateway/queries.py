@@ -140,6 +140,31 @@ class Queries:
         return await self.page(table="runs", id_col="run_id", order_col="seq", tenant_id=tenant_id, params=params,
                                link_col="thread_id", parent=Parent("threads", "thread_id", thread_id, "thread"))
 
+    async def items(self, thread_id: str, tenant_id: str | None, params: ListParams) -> bytes:
+        return await self.page(table="items", id_col="item_id", order_col="seq", tenant_id=tenant_id, params=params,
+                               link_col="thread_id", parent=Parent("threads", "thread_id", thread_id, "conversation"))
+
+    async def item(self, thread_id: str, item_id: str, tenant_id: str | None) -> bytes:
+        return await self.one("items", "item_id", item_id, tenant_id, "item", ("thread_id", thread_id))
+
+    async def items_by_id(self, thread_id: str, item_ids: list[str]) -> list[object]:
+        rows = await self._pool.fetch(
+            "SELECT body::text FROM items WHERE thread_id = $1 AND item_id = ANY($2::text[]) ORDER BY seq",
+            thread_id, item_ids)
+        return [msgspec.json.decode(r[0]) for r in rows]
+
+    async def response(self, response_id: str, tenant_id: str | None) -> bytes:
+        return await self.one("responses", "response_id", response_id, tenant_id, "response")
+
+    async def response_row(self, response_id: str, tenant_id: str | None) -> asyncpg.Record | None:
+        """The stored response with its stream and links (None: unknown, deleted or not visible)."""
+        row = await self._pool.fetchrow(
+            "SELECT response_id, thread_id, tenant_id, conversation_id, previous_response_id, status, input_item_ids,"
+            " body::text FROM responses WHERE response_id = $1", response_id)
+        if row is None or (tenant_id is not None and row[2] != tenant_id):
+            return None
+        return row
+
     async def history(self, stream_id: str, params: ListParams) -> bytes:
         """A stream's events as `thread.event` objects, by stream version; cursors are event ids."""
         op, order, reverse = _direction(params)

@@ -51,7 +51,7 @@ async def main() -> None:
         executor = Executor(pool=pool, threads=Repository(store, lambda i: ThreadState(thread_id=i), evolve),
                             model=model, leases=Leases(pool, settings.run_lease_ms), waiter=waiter, bus=bus,
                             deltas=NatsDeltas(bus), budgets=Budgets(pool), worker_id=worker_id,
-                            lease_ms=settings.run_lease_ms)
+                            lease_ms=settings.run_lease_ms, context_tokens=settings.context_tokens)
         worker = Worker(executor=executor, store=store, bus=bus, metrics=WorkerMetrics(registry),
                         concurrency=settings.worker_concurrency, lease_ms=settings.run_lease_ms)
         relay = Relay(settings.database_url, pool, store, bus)

@@ -22,11 +22,12 @@ from shared.errors import ServiceError
 from shared.relay import decode_envelope
 from shared.store import Cursor, EventStore
 
-from .executor import Executor
+from .executor import Executor, Kind
 
 log = logging.getLogger(__name__)
 # Events that may need a worker to move a run forward.
-TRIGGERS = ("thread.run.created", "thread.run.tool_outputs_submitted", "thread.run.cancelling")
+TRIGGERS = ("thread.run.created", "thread.run.tool_outputs_submitted", "thread.run.cancelling", "response.created",
+            "response.cancelling")
 
 
 class WorkerMetrics:
@@ -54,6 +55,7 @@ class Worker:
         triggers = [subjects.events_of_type(t) for t in TRIGGERS]
         sub = await self._bus.pull("run-worker", triggers, ack_wait_s=self._lease_s)
         await self._bus.on_nudge(subjects.events_of_type("thread.run.cancelling"), self._on_cancelling)
+        await self._bus.on_nudge(subjects.events_of_type("response.cancelling"), self._on_cancelling)
         while not stop.is_set():
             free = self._concurrency - len(self._inflight)
             if free <= 0:
@@ -86,14 +88,16 @@ class Worker:
         action = "error"
         try:
             record = decode_envelope(msg.data)
-            run_id = getattr(self._store.load(record), "run_id", None)
+            event = self._store.load(record)
+            run_id = getattr(event, "run_id", None) or getattr(event, "response_id", None)
+            kind: Kind = "run" if getattr(event, "run_id", None) else "response"
             if run_id is None or run_id in self._executor.active:
                 action = "busy"
                 await msg.ack()
                 return
-            action, attempt = await self._executor.claim(record.stream_id, run_id, record.tenant_id)
+            action, attempt = await self._executor.claim(record.stream_id, run_id, record.tenant_id, kind)
             if action == "execute":
-                await self._execute(msg, record.stream_id, run_id, record.tenant_id, attempt, record.cursor)
+                await self._execute(msg, record.stream_id, run_id, record.tenant_id, attempt, record.cursor, kind)
             elif action == "wait":
                 await msg.nak(delay=await self._until_expiry(record.stream_id, run_id))
                 return
@@ -108,8 +112,8 @@ class Worker:
             self._metrics.deliveries.labels(action).inc()
 
     async def _execute(self, msg: Msg, thread_id: str, run_id: str, tenant_id: str, attempt: int,
-                       after: Cursor) -> None:
-        execution = self._executor.execute(thread_id, run_id, tenant_id, attempt, after, msg.in_progress)
+                       after: Cursor, kind: Kind) -> None:
+        execution = self._executor.execute(thread_id, run_id, tenant_id, attempt, after, msg.in_progress, kind)
         task = asyncio.create_task(execution)
         self._executor.active[run_id] = task
         self._metrics.active.inc()
@@ -133,6 +137,7 @@ class Worker:
     async def _on_cancelling(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):
             record = decode_envelope(msg.data)
-            run_id = getattr(self._store.load(record), "run_id", None)
-            if run_id is not None:
-                self._executor.request_cancel(run_id)
+            event = self._store.load(record)
+            turn_id = getattr(event, "run_id", None) or getattr(event, "response_id", None)
+            if turn_id is not None:
+                self._executor.request_cancel(turn_id)

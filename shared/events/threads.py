@@ -28,12 +28,14 @@ class MessageCreated(Event, frozen=True, tag="thread.message.created"):
     thread_id: str
     message_id: str
     created_at: int
-    role: Literal["user", "assistant"]
+    # system and developer messages come from the Conversations surface; the Assistants view hides them.
+    role: Literal["user", "assistant", "system", "developer"]
     content: list[ContentBlock]
     metadata: Metadata = msgspec.field(default_factory=dict)
     assistant_id: str | None = None
     run_id: str | None = None
     status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    response_id: str | None = None
 
 
 class MessageCompleted(Event, frozen=True, tag="thread.message.completed"):

@@ -13,10 +13,11 @@ from shared.erasure import redact
 from shared.errors import InvalidRequestError
 from shared.events import Event, ThreadErased
 from shared.state import ThreadState
+from shared.store import AppendResult, Cursor
 
 from ..commands import require_thread
 from ..history import messages_as_of, page_of
-from ..http import list_params, respond
+from ..http import list_params, respond, thread_id_of
 from ..keys import BUS, POOL, PRINCIPAL, QUERIES, STORE
 from ..writes import commit
 
@@ -27,7 +28,7 @@ SEALED_WAIT_S = 10.0
 @routes.get("/v1/threads/{thread_id}/history")
 async def thread_history(request: web.Request) -> web.Response:
     """The thread's events, oldest first by default, cursor-paginated by event id."""
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    thread_id, tenant = thread_id_of(request), request[PRINCIPAL].scope
     await request.app[QUERIES].thread(thread_id, tenant)
     params = list_params(request)
     if "order" not in request.query:
@@ -66,7 +67,7 @@ async def messages_at(request: web.Request, thread_id: str, tenant: str | None, 
 @routes.post("/v1/threads/{thread_id}/erase")
 async def erase_thread(request: web.Request) -> web.Response:
     """Erase a thread's content for privacy. The log keeps that it happened (and when), not what was said."""
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    thread_id, tenant = thread_id_of(request), request[PRINCIPAL].scope
 
     def decide(state: ThreadState) -> list[Event]:
         require_thread(state, tenant)
@@ -74,14 +75,18 @@ async def erase_thread(request: web.Request) -> web.Response:
 
     outcome = await commit(request, thread_id, tenant, decide)
     assert outcome.result is not None
+    await erase_content(request.app, thread_id, outcome.result)
+    return respond(wire.encode(wire.Deleted(id=thread_id, object="thread.erased")))
+
+
+async def erase_content(app: web.Application, stream_id: str, erased: AppendResult) -> None:
+    """After a thread.erased event: rewrite the stream's earlier payloads without content, purge NATS copies."""
     # Let the sealer cover the events first, so the chain keeps the proof of what stood there.
     deadline = time.monotonic() + SEALED_WAIT_S
-    pool = request.app[POOL]
     while time.monotonic() < deadline:
-        row = await pool.fetchrow("SELECT txid, position FROM checkpoints WHERE name = 'audit_chain'")
-        if row is not None and (row[0], row[1]) >= (outcome.result.cursor.txid, outcome.result.cursor.position):
+        row = await app[POOL].fetchrow("SELECT txid, position FROM checkpoints WHERE name = 'audit_chain'")
+        if row is not None and Cursor(row[0], row[1]) >= erased.cursor:
             break
         await asyncio.sleep(0.05)
-    await request.app[STORE].redact_stream(thread_id, outcome.result.version, redact)
-    await request.app[BUS].purge_stream_subjects(thread_id)
-    return respond(wire.encode(wire.Deleted(id=thread_id, object="thread.erased")))
+    await app[STORE].redact_stream(stream_id, erased.version, redact)
+    await app[BUS].purge_stream_subjects(stream_id)

@@ -16,7 +16,7 @@ from ..commands import (
     message_event,
     now_s,
 )
-from ..http import decode_body, list_params, respond
+from ..http import decode_body, list_params, respond, thread_id_of
 from ..keys import PRINCIPAL, QUERIES
 from ..writes import commit
 from .history import as_of_bound, messages_at
@@ -29,7 +29,7 @@ MODIFY_MESSAGE = msgspec.json.Decoder(ModifyMessage)
 @routes.post("/v1/threads/{thread_id}/messages")
 async def create_message(request: web.Request) -> web.Response:
     cmd = await decode_body(request, CREATE_MESSAGE)
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    thread_id, tenant = thread_id_of(request), request[PRINCIPAL].scope
     event = message_event(thread_id, cmd, "", now_s())
     await commit(request, thread_id, tenant, lambda s: decide_create_message(s, tenant, event))
     return respond(wire.encode(wire.message_object(event)))
@@ -38,7 +38,7 @@ async def create_message(request: web.Request) -> web.Response:
 @routes.get("/v1/threads/{thread_id}/messages")
 async def list_messages(request: web.Request) -> web.Response:
     params = list_params(request)
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    thread_id, tenant = thread_id_of(request), request[PRINCIPAL].scope
     bound = as_of_bound(request)
     if bound is not None:  # the thread as it was then, folded from the log
         return respond(await messages_at(request, thread_id, tenant, bound))
@@ -49,14 +49,14 @@ async def list_messages(request: web.Request) -> web.Response:
 @routes.get("/v1/threads/{thread_id}/messages/{message_id}")
 async def retrieve_message(request: web.Request) -> web.Response:
     info = request.match_info
-    return respond(await request.app[QUERIES].message(info["thread_id"], info["message_id"],
+    return respond(await request.app[QUERIES].message(thread_id_of(request), info["message_id"],
                                                       request[PRINCIPAL].scope))
 
 
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
 async def modify_message(request: web.Request) -> web.Response:
     cmd = await decode_body(request, MODIFY_MESSAGE)
-    thread_id, message_id = request.match_info["thread_id"], request.match_info["message_id"]
+    thread_id, message_id = thread_id_of(request), request.match_info["message_id"]
     tenant = request[PRINCIPAL].scope
     await commit(request, thread_id, tenant, lambda s: decide_modify_message(s, tenant, message_id, cmd))
     return respond(await request.app[QUERIES].message(thread_id, message_id, tenant))
@@ -64,7 +64,7 @@ async def modify_message(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/threads/{thread_id}/messages/{message_id}")
 async def delete_message(request: web.Request) -> web.Response:
-    thread_id, message_id = request.match_info["thread_id"], request.match_info["message_id"]
+    thread_id, message_id = thread_id_of(request), request.match_info["message_id"]
     tenant = request[PRINCIPAL].scope
     await commit(request, thread_id, tenant, lambda s: decide_delete_message(s, tenant, message_id))
     return respond(wire.encode(wire.Deleted(id=message_id, object="thread.message.deleted")))

@@ -13,7 +13,7 @@ from shared.ids import new_id
 from ..admission import admit_run
 from ..assistant_commands import require_assistant
 from ..commands import CreateMessage, CreateThread, decide_create_thread, now_s, plain_text
-from ..http import decode_body, list_params, respond
+from ..http import decode_body, list_params, respond, thread_id_of
 from ..keys import ASSISTANTS, BUDGETS, POOL, PRINCIPAL, QUERIES, SETTINGS, THREADS
 from ..run_commands import (
     CreateRun,
@@ -71,7 +71,7 @@ def run_response(request: web.Request, body: bytes) -> web.Response:
 async def create_run(request: web.Request) -> web.StreamResponse:
     check_includes(request)
     cmd = await decode_body(request, CREATE_RUN)
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    thread_id, tenant = thread_id_of(request), request[PRINCIPAL].scope
     assistant = require_assistant(await request.app[ASSISTANTS].load(cmd.assistant_id), tenant)
     now = now_s()
     run = resolve_run(thread_id, cmd.assistant_id, assistant, cmd, now, request.app[SETTINGS].run_expires_s)
@@ -105,21 +105,21 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/threads/{thread_id}/runs")
 async def list_runs(request: web.Request) -> web.Response:
-    return respond(await request.app[QUERIES].runs(request.match_info["thread_id"], request[PRINCIPAL].scope,
+    return respond(await request.app[QUERIES].runs(thread_id_of(request), request[PRINCIPAL].scope,
                                                    list_params(request)))
 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}")
 async def retrieve_run(request: web.Request) -> web.Response:
     info = request.match_info
-    return run_response(request, await request.app[QUERIES].run(info["thread_id"], info["run_id"],
+    return run_response(request, await request.app[QUERIES].run(thread_id_of(request), info["run_id"],
                                                                 request[PRINCIPAL].scope))
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}")
 async def modify_run(request: web.Request) -> web.Response:
     cmd = await decode_body(request, MODIFY_RUN)
-    thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
+    thread_id, run_id, tenant = thread_id_of(request), request.match_info["run_id"], \
         request[PRINCIPAL].scope
     await commit(request, thread_id, tenant, lambda s: decide_modify_run(s, tenant, run_id, cmd))
     return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
@@ -127,7 +127,7 @@ async def modify_run(request: web.Request) -> web.Response:
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(request: web.Request) -> web.Response:
-    thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
+    thread_id, run_id, tenant = thread_id_of(request), request.match_info["run_id"], \
         request[PRINCIPAL].scope
     await commit(request, thread_id, tenant, lambda s: decide_cancel_run(s, tenant, run_id))
     return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
@@ -136,7 +136,7 @@ async def cancel_run(request: web.Request) -> web.Response:
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
 async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
     cmd = await decode_body(request, SUBMIT_TOOL_OUTPUTS)
-    thread_id, run_id, tenant = request.match_info["thread_id"], request.match_info["run_id"], \
+    thread_id, run_id, tenant = thread_id_of(request), request.match_info["run_id"], \
         request[PRINCIPAL].scope
     now = now_s()
     outcome = await commit(request, thread_id, tenant,
@@ -156,7 +156,7 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
 async def list_steps(request: web.Request) -> web.Response:
     check_includes(request)
     info = request.match_info
-    return respond(await request.app[QUERIES].steps(info["thread_id"], info["run_id"], request[PRINCIPAL].scope,
+    return respond(await request.app[QUERIES].steps(thread_id_of(request), info["run_id"], request[PRINCIPAL].scope,
                                                     list_params(request)))
 
 
@@ -164,5 +164,5 @@ async def list_steps(request: web.Request) -> web.Response:
 async def retrieve_step(request: web.Request) -> web.Response:
     check_includes(request)
     info = request.match_info
-    return respond(await request.app[QUERIES].step(info["thread_id"], info["run_id"], info["step_id"],
+    return respond(await request.app[QUERIES].step(thread_id_of(request), info["run_id"], info["step_id"],
                                                    request[PRINCIPAL].scope))

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from shared.errors import InvalidRequestError
 
+from ..http import thread_id_of
 from ..keys import BUS, POOL, PRINCIPAL, QUERIES, STORE
 from ..streaming.live import Live
 from ..streaming.merge import Out, StreamMerger
@@ -41,7 +42,7 @@ def run_stream(request: web.Request, thread_id: str, run_id: str, from_version: 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}/stream")
 async def attach_run(request: web.Request) -> web.StreamResponse:
-    thread_id, run_id = request.match_info["thread_id"], request.match_info["run_id"]
+    thread_id, run_id = thread_id_of(request), request.match_info["run_id"]
     resume = resume_point(request)
     await request.app[QUERIES].run(thread_id, run_id, request[PRINCIPAL].scope)  # 404 unless visible
     created = await request.app[POOL].fetchval("SELECT seq FROM runs WHERE run_id = $1", run_id)
@@ -74,7 +75,7 @@ async def thread_events(request: web.Request, thread_id: str, after: int) -> Asy
 
 @routes.get("/v1/threads/{thread_id}/events")
 async def follow_thread(request: web.Request) -> web.StreamResponse:
-    thread_id = request.match_info["thread_id"]
+    thread_id = thread_id_of(request)
     resume = resume_point(request)
     await request.app[QUERIES].thread(thread_id, request[PRINCIPAL].scope)
     return await serve(request, thread_events(request, thread_id, resume.version if resume else 0), done=False)

@@ -17,7 +17,7 @@ from ..commands import (
     decide_modify_thread,
     now_s,
 )
-from ..http import decode_body, list_params, metadata_filter, respond, unix_param
+from ..http import decode_body, list_params, metadata_filter, respond, thread_id_of, unix_param
 from ..keys import PRINCIPAL, QUERIES
 from ..writes import commit
 
@@ -49,19 +49,19 @@ async def list_threads(request: web.Request) -> web.Response:
 
 @routes.get("/v1/threads/{thread_id}")
 async def retrieve_thread(request: web.Request) -> web.Response:
-    return respond(await request.app[QUERIES].thread(request.match_info["thread_id"], request[PRINCIPAL].scope))
+    return respond(await request.app[QUERIES].thread(thread_id_of(request), request[PRINCIPAL].scope))
 
 
 @routes.post("/v1/threads/{thread_id}")
 async def modify_thread(request: web.Request) -> web.Response:
     cmd = await decode_body(request, MODIFY_THREAD)
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    thread_id, tenant = thread_id_of(request), request[PRINCIPAL].scope
     await commit(request, thread_id, tenant, lambda s: decide_modify_thread(s, tenant, cmd))
     return respond(await request.app[QUERIES].thread(thread_id, tenant))
 
 
 @routes.delete("/v1/threads/{thread_id}")
 async def delete_thread(request: web.Request) -> web.Response:
-    thread_id, tenant = request.match_info["thread_id"], request[PRINCIPAL].scope
+    thread_id, tenant = thread_id_of(request), request[PRINCIPAL].scope
     await commit(request, thread_id, tenant, lambda s: decide_delete_thread(s, tenant))
     return respond(wire.encode(wire.Deleted(id=thread_id, object="thread.deleted")))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from shared.events import AnyEvent
 from shared.store import Recorded
 
-from . import Statement, assistants, runs, threads, usage
+from . import Statement, assistants, items, responses, runs, threads, usage
 
-PROJECTIONS = (threads.project, assistants.project, runs.project, usage.project)
+# Order matters within an event: items before responses (a response's output is read from its items).
+PROJECTIONS = (threads.project, assistants.project, runs.project, items.project, responses.project, usage.project)
 
 
 def project(record: Recorded, event: AnyEvent) -> list[Statement]:

@@ -51,6 +51,8 @@ def project(record: Recorded, event: AnyEvent) -> list[Statement]:
         case ThreadDeleted() | ThreadErased():
             return [(DELETE_THREAD, (event.thread_id,)), (DELETE_THREAD_MESSAGES, (event.thread_id,)),
                     (DELETE_THREAD_RUNS, (event.thread_id,)), (DELETE_THREAD_STEPS, (event.thread_id,))]
+        case MessageCreated(role="system" | "developer"):
+            return []  # conversation-only roles: not messages of the Assistants view
         case MessageCreated():
             body = wire.encode(wire.message_object(event)).decode()
             return [(INSERT_MESSAGE, (event.message_id, event.thread_id, record.tenant_id, record.stream_version,
