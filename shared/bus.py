@@ -168,12 +168,14 @@ class Bus:
             ack_wait=ack_wait_s,
             max_deliver=max_deliver,
             filter_subjects=filter_subjects,
+            num_replicas=self._replicas,
         )
         name = self.subjects.durable(role)
         try:
             await self.js.add_consumer(self.subjects.events_stream, config)
-        except nats.js.errors.BadRequestError:
-            log.debug("consumer %s exists", name)
+        except nats.js.errors.BadRequestError as e:
+            # The server updates a durable whose new settings are compatible; otherwise it keeps the old ones.
+            log.warning("consumer %s kept its earlier configuration: %s", name, e)
         return await self.js.pull_subscribe_bind(durable=name, stream=self.subjects.events_stream)
 
 
@@ -194,7 +196,7 @@ async def open_bus(url: str, prefix: str, *, name: str, replicas: int = 1) -> As
         log.debug("nats error: %r", e)
 
     nc = await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5,
+        url.split(","), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5,
         disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
     )
     bus = Bus(nc, Subjects(prefix), replicas)

@@ -44,6 +44,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Origins allowed to call the API from a browser ("*" or comma-separated); empty: CORS off.
     cors_origins: str = ""
     log_level: str = "INFO"
+    # Projector partitions (by stream), and the one this projector process prefers to lead.
+    projector_partitions: int = 1
+    projector_partition: int = 0
+    # JetStream for a cluster: stream replicas; the run consumer's redelivery bound (-1: never give up).
+    nats_replicas: int = 1
+    worker_max_deliver: int = -1
+    # Advisory-lock leader election needs session locks: behind a transaction pooler, point this at the
+    # database directly (defaults to DATABASE_URL).
+    leader_database_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

@@ -60,10 +60,11 @@ class Infra:
         asyncio.run(drop())
 
     def new_stack(self, name: str, *, database_url: str | None = None, nats_url: str | None = None,
-                  workers: int = 1, extra_env: dict[str, str] | None = None) -> Stack:
+                  workers: int = 1, projectors: int = 1, extra_env: dict[str, str] | None = None) -> Stack:
         return Stack(database_url=database_url or self.new_database(), nats_url=nats_url or self.nats_url,
                      log_dir=self.work_dir / name, api_key="tl-test-" + secrets.token_hex(8),
-                     nats_prefix="t" + secrets.token_hex(5), workers=workers, extra_env=extra_env)
+                     nats_prefix="t" + secrets.token_hex(5), workers=workers, projectors=projectors,
+                     extra_env=extra_env)
 
 
 @contextlib.contextmanager

@@ -138,6 +138,13 @@ class EmbeddedNats:
             time.sleep(0.02)
         return self.url
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -147,3 +154,21 @@ class EmbeddedNats:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def nats_cluster(data_dir: Path, size: int = 3, name: str = "threadlog") -> list[EmbeddedNats]:
+    """`size` JetStream nodes on loopback, routed to each other (a real cluster: R3 streams need three)."""
+    client_ports = [free_port() for _ in range(size)]
+    route_ports = [free_port() for _ in range(size)]
+    routes = ",".join(f"nats://127.0.0.1:{p}" for p in route_ports)
+    nodes = []
+    for i in range(size):
+        extra = ["-n", f"{name}-{i}", "--cluster_name", name, "--cluster", f"nats://127.0.0.1:{route_ports[i]}",
+                 "--routes", routes]
+        nodes.append(EmbeddedNats(data_dir / f"node{i}", port=client_ports[i], extra_args=extra))
+    return nodes
+
+
+def cluster_url(nodes: list[EmbeddedNats]) -> str:
+    """Every node's URL, comma-separated: clients fail over between them."""
+    return ",".join(n.url for n in nodes)

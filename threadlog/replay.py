@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 
@@ -29,18 +30,20 @@ class Printer:
 
 async def run(database_url: str, *, fresh: bool, verify: bool, do_swap: bool) -> int:
     printer = Printer()
-    progress = await rebuild(database_url, SHADOW, fresh=fresh, report=printer)
+    # The live projectors' partitioning (the same variable the services read).
+    partitions = int(os.environ.get("THREADLOG_PROJECTOR_PARTITIONS", "1"))
+    progress = await rebuild(database_url, SHADOW, fresh=fresh, report=printer, partitions=partitions)
     printer(progress, final=True)
     print(f"replay: rebuilt {progress.done - progress.resumed_at:,} events in {progress.elapsed:.2f}s "
           f"({progress.rate:,.0f} events/s)", file=sys.stderr)
     status = 0
     if verify:
-        differences = await compare(database_url, SHADOW)
+        differences = await compare(database_url, SHADOW, partitions)
         for table, count in differences.items():
             print(f"verify: {table}: {'identical' if count == 0 else f'{count} differing rows'}")
         status = 0 if not any(differences.values()) else 1
     if do_swap and status == 0:
-        cursor = await swap(database_url, SHADOW)
+        cursor = await swap(database_url, SHADOW, partitions)
         print(f"replay: swapped in; read models now at position {cursor.position}", file=sys.stderr)
     return status
 

@@ -92,7 +92,8 @@ class Stack:
     """The whole service: the processes `make run` starts, wired by environment variables."""
 
     def __init__(self, *, database_url: str, nats_url: str, log_dir: Path, api_key: str, port: int | None = None,
-                 nats_prefix: str = "threadlog", workers: int = 1, openai_base_url: str | None = None,
+                 nats_prefix: str = "threadlog", workers: int = 1, projectors: int = 1,
+                 openai_base_url: str | None = None,
                  openai_api_key: str | None = None, extra_env: Mapping[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.api_key = api_key
@@ -101,6 +102,8 @@ class Stack:
         base.update({
             "DATABASE_URL": database_url, "NATS_URL": nats_url, "THREADLOG_NATS_PREFIX": nats_prefix,
             "THREADLOG_API_KEY": api_key, "PYTHONUNBUFFERED": "1",
+            # Every process must agree on the partitioning: gateways and workers wait on the right checkpoint.
+            "THREADLOG_PROJECTOR_PARTITIONS": str(projectors),
         })
         self.local_model: Service | None = None
         if openai_api_key:
@@ -118,10 +121,15 @@ class Stack:
         self.gateway = Service("gateway", "services.gateway", {**base, "THREADLOG_PORT": str(self.port)}, log_dir,
                                self.port)
         self.extra_gateways: list[Service] = []
-        projector_port = free_port()
-        self.projector = Service("projector", "services.projector",
-                                 {**base, "THREADLOG_PROJECTOR_PORT": str(projector_port)}, log_dir, projector_port)
+        self.projectors = [self._projector(i) for i in range(projectors)]
+        self.projector = self.projectors[0]
         self.workers = [self._worker(i) for i in range(workers)]
+
+    def _projector(self, index: int) -> Service:
+        port = free_port()
+        name = "projector" if index == 0 else f"projector-{index}"
+        return Service(name, "services.projector", {**self.env, "THREADLOG_PROJECTOR_PORT": str(port),
+                                                    "THREADLOG_PROJECTOR_PARTITION": str(index)}, self.log_dir, port)
 
     def _worker(self, index: int) -> Service:
         port = free_port()
@@ -135,7 +143,7 @@ class Stack:
     @property
     def services(self) -> list[Service]:
         head = [self.local_model] if self.local_model else []
-        return [*head, self.gateway, *self.extra_gateways, self.projector, *self.workers]
+        return [*head, self.gateway, *self.extra_gateways, *self.projectors, *self.workers]
 
     def add_gateway(self) -> Service:
         """Another gateway process on its own port, sharing everything else (as behind a load balancer)."""

@@ -14,7 +14,7 @@ from shared.apikeys import ensure_key
 from shared.budgets import Budgets
 from shared.bus import open_bus
 from shared.config import Settings
-from shared.consistency import READ_MODELS, ConsistencyWaiter
+from shared.consistency import ConsistencyWaiter
 from shared.db import open_pool
 from shared.observability import add_probe_routes
 from shared.relay import Relay
@@ -47,7 +47,6 @@ from .queries import Queries
 from .routes import assistants, conversations, history, messages, responses, runs, streams, threads, usage
 
 log = logging.getLogger(__name__)
-READ_MODELS_CHECKPOINT = READ_MODELS
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -70,13 +69,15 @@ async def database(app: web.Application) -> AsyncIterator[None]:
 
 async def message_bus(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with open_bus(settings.nats_url, settings.nats_prefix, name="gateway") as bus:
+    async with open_bus(settings.nats_url, settings.nats_prefix, name="gateway",
+                        replicas=settings.nats_replicas) as bus:
         app[BUS] = bus
         yield
 
 
 async def consistency(app: web.Application) -> AsyncIterator[None]:
-    waiter = ConsistencyWaiter(app[POOL], READ_MODELS_CHECKPOINT, app[SETTINGS].consistency_wait_ms / 1000)
+    settings = app[SETTINGS]
+    waiter = ConsistencyWaiter(app[POOL], settings.projector_partitions, settings.consistency_wait_ms / 1000)
     app[CONSISTENCY] = waiter
     await app[BUS].on_nudge(app[BUS].subjects.projected, waiter.on_projected)
     task = asyncio.create_task(waiter.poll_forever(), name="consistency-poll")
@@ -88,7 +89,8 @@ async def consistency(app: web.Application) -> AsyncIterator[None]:
 
 async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    relay = Relay(app[SETTINGS].database_url, app[POOL], app[STORE], app[BUS])
+    settings = app[SETTINGS]
+    relay = Relay(settings.leader_database_url or settings.database_url, app[POOL], app[STORE], app[BUS])
     task = asyncio.create_task(relay.run(stop), name="outbox-relay")
     yield
     stop.set()

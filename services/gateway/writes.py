@@ -25,7 +25,7 @@ async def _commit(request: web.Request, repo: Repository[S], stream_id: str, sco
     outcome = await repo.execute(stream_id, scope, decide, new=new, correlation_id=request[REQUEST_ID])
     if outcome.result is not None:
         await app[BUS].appended(stream_id)
-        if not await app[CONSISTENCY].wait(outcome.result.cursor):
+        if not await app[CONSISTENCY].wait(outcome.result.cursor, stream_id):
             # Bounded: the write is durable either way; only the next read might not show it yet.
             app[METRICS].consistency_timeouts.inc()
             log.warning("read models behind a write", extra={"stream_id": stream_id})

@@ -16,8 +16,8 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from shared.checkpoints import load_checkpoint
-from shared.consistency import READ_MODELS
 from shared.db import open_pool, read_models_sql
+from shared.partitions import checkpoint_name
 from shared.store import Cursor, EventStore
 
 from .projections import READ_MODEL_TABLES
@@ -76,14 +76,25 @@ async def shadow_exists(conn: asyncpg.Connection, schema: str) -> bool:
         schema, len(READ_MODEL_TABLES) + 1, [*READ_MODEL_TABLES, "checkpoints"]))
 
 
+def shadow_checkpoint(index: int, count: int) -> str:
+    return CHECKPOINT if count <= 1 else f"{CHECKPOINT}/{index}/{count}"
+
+
 @asynccontextmanager
-async def shadow_projector(database_url: str, schema: str) -> AsyncIterator[Projector]:
+async def shadow_projectors(database_url: str, schema: str, partitions: int) -> AsyncIterator[list[Projector]]:
+    """One shadow projector per live partition, so the shadow can stand exactly where each partition stands."""
     url = with_search_path(database_url, schema)
+    count = max(1, partitions)
     async with open_pool(url, size=2) as pool:
-        projector = Projector(database_url=url, pool=pool, store=EventStore(pool), bus=None, projection=project,
-                              checkpoint=CHECKPOINT, metrics=ProjectorMetrics(CollectorRegistry()), batch=BATCH)
-        projector.cursor = await load_checkpoint(pool, CHECKPOINT)
-        yield projector
+        projectors = []
+        for i in range(count):
+            name = shadow_checkpoint(i, count)
+            p = Projector(database_url=url, pool=pool, store=EventStore(pool), bus=None, projection=project,
+                          checkpoint=name, metrics=ProjectorMetrics(CollectorRegistry()), batch=BATCH,
+                          partition=(i, count))
+            p.cursor = await load_checkpoint(pool, name)
+            projectors.append(p)
+        yield projectors
 
 
 async def head(pool: asyncpg.Pool) -> Cursor:
@@ -107,40 +118,51 @@ async def catch_up(projector: Projector, until: Cursor | None = None, progress: 
             await asyncio.sleep(0.05)
 
 
-async def rebuild(database_url: str, schema: str, *, fresh: bool = True, report: Report | None = None) -> Progress:
-    """Replay the log into `schema` (resuming where a previous rebuild stopped unless `fresh`)."""
+async def rebuild(database_url: str, schema: str, *, fresh: bool = True, report: Report | None = None,
+                  partitions: int = 1) -> Progress:
+    """Replay the log into `schema` (resuming where a previous rebuild stopped unless `fresh`).
+
+    Progress counts events read; with N partitions each partition reads the log once.
+    """
+    count = max(1, partitions)
     conn = await asyncpg.connect(database_url)
     try:
         if fresh or not await shadow_exists(conn, schema):
             await create_shadow_schema(conn, schema)
-        progress = Progress(total=await conn.fetchval("SELECT count(*) FROM events"))
-        cursor = await conn.fetchrow(f"SELECT txid, position FROM {_ident(schema)}.checkpoints WHERE name = $1",
-                                     CHECKPOINT)
-        if cursor is not None:
-            progress.done = progress.resumed_at = await conn.fetchval(
-                "SELECT count(*) FROM events WHERE (txid, position) <= ($1, $2)", cursor[0], cursor[1])
+        progress = Progress(total=count * await conn.fetchval("SELECT count(*) FROM events"))
+        for i in range(count):
+            cursor = await conn.fetchrow(f"SELECT txid, position FROM {_ident(schema)}.checkpoints WHERE name = $1",
+                                         shadow_checkpoint(i, count))
+            if cursor is not None:
+                progress.done += await conn.fetchval(
+                    "SELECT count(*) FROM events WHERE (txid, position) <= ($1, $2)", cursor[0], cursor[1])
+        progress.resumed_at = progress.done
     finally:
         await conn.close()
-    async with shadow_projector(database_url, schema) as projector:
+    async with shadow_projectors(database_url, schema, count) as projectors:
         progress.started = time.monotonic()
-        await catch_up(projector, None, progress, report)
+        for projector in projectors:
+            await catch_up(projector, None, progress, report)
     return progress
 
 
-async def compare(database_url: str, schema: str) -> dict[str, int]:
+async def compare(database_url: str, schema: str, partitions: int = 1) -> dict[str, int]:
     """Rows that differ between the live read models and those in `schema`, per table (all 0: equal).
 
-    The shadow is first brought to exactly the live checkpoint, with the live tables locked against writes.
+    Each shadow partition is first brought to exactly its live checkpoint, the live tables locked against writes.
     """
+    count = max(1, partitions)
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
             tables = ", ".join(f"public.{_ident(t)}" for t in READ_MODEL_TABLES)
             await conn.execute(f"LOCK TABLE {tables} IN SHARE MODE")
-            live = await conn.fetchrow("SELECT txid, position FROM public.checkpoints WHERE name = $1", READ_MODELS)
-            async with shadow_projector(database_url, schema) as projector:
-                if live is not None:
-                    await catch_up(projector, Cursor(live[0], live[1]))
+            async with shadow_projectors(database_url, schema, count) as projectors:
+                for i, projector in enumerate(projectors):
+                    live = await conn.fetchrow("SELECT txid, position FROM public.checkpoints WHERE name = $1",
+                                               checkpoint_name(i, count))
+                    if live is not None:
+                        await catch_up(projector, Cursor(live[0], live[1]))
             out: dict[str, int] = {}
             for table in READ_MODEL_TABLES:
                 t, s = _ident(table), _ident(schema)
@@ -152,28 +174,33 @@ async def compare(database_url: str, schema: str) -> dict[str, int]:
         await conn.close()
 
 
-async def swap(database_url: str, schema: str) -> Cursor:
-    """Make the rebuilt tables the live ones, atomically; the live projector continues from their checkpoint."""
+async def swap(database_url: str, schema: str, partitions: int = 1) -> Cursor:
+    """Make the rebuilt tables the live ones, atomically; the live projectors continue from their checkpoints."""
     retired = f"{schema}_retired"
+    count = max(1, partitions)
     conn = await asyncpg.connect(database_url)
     try:
-        async with shadow_projector(database_url, schema) as projector:
-            await catch_up(projector)
+        async with shadow_projectors(database_url, schema, count) as projectors:
+            for projector in projectors:
+                await catch_up(projector)
             async with conn.transaction():
                 tables = ", ".join(f"public.{_ident(t)}" for t in READ_MODEL_TABLES)
                 await conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
-                await catch_up(projector)  # what landed meanwhile
+                for projector in projectors:
+                    await catch_up(projector)  # what landed meanwhile
                 s, r = _ident(schema), _ident(retired)
                 await conn.execute(f"DROP SCHEMA IF EXISTS {r} CASCADE; CREATE SCHEMA {r}")
                 for table in READ_MODEL_TABLES:
                     t = _ident(table)
                     await conn.execute(f"ALTER TABLE public.{t} SET SCHEMA {r}")
                     await conn.execute(f"ALTER TABLE {s}.{t} SET SCHEMA public")
-                cursor = projector.cursor
-                # The live projector's next guarded checkpoint update fails; it re-reads this one and goes on.
-                await conn.execute(
-                    "UPDATE public.checkpoints SET txid = $2, position = $3, updated_at = now() WHERE name = $1",
-                    READ_MODELS, cursor.txid, cursor.position)
+                # The live projectors' next guarded checkpoint updates fail; they re-read these and go on.
+                for i, projector in enumerate(projectors):
+                    await conn.execute(
+                        "INSERT INTO public.checkpoints (name, txid, position) VALUES ($1, $2, $3)"
+                        " ON CONFLICT (name) DO UPDATE SET txid = $2, position = $3, updated_at = now()",
+                        checkpoint_name(i, count), projector.cursor.txid, projector.cursor.position)
+                cursor = min(p.cursor for p in projectors)
         for name in (retired, schema):
             await conn.execute(f"DROP SCHEMA IF EXISTS {_ident(name)} CASCADE")
         return cursor

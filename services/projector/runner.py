@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 
 import asyncpg
-import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.bus import Bus
 from shared.checkpoints import lead, load_checkpoint, save_checkpoint
+from shared.consistency import encode_progress
 from shared.events import AnyEvent
+from shared.partitions import partition_of
 from shared.store import Cursor, EventStore, Recorded
 
 from .projections import Statement
@@ -39,10 +40,6 @@ class ProjectorMetrics:
         self.lag = Gauge("threadlog_projector_lag_seconds", "Age of the newest applied event", registry=registry)
 
 
-def encode_cursor(cursor: Cursor) -> bytes:
-    return msgspec.json.encode(cursor)
-
-
 async def apply_batch(conn: asyncpg.Connection, statements: Sequence[Statement]) -> None:
     """Runs of the same statement go as one executemany: a rebuild is bound by round trips, not SQL."""
     i = 0
@@ -60,7 +57,8 @@ async def apply_batch(conn: asyncpg.Connection, statements: Sequence[Statement])
 
 class Projector:
     def __init__(self, *, database_url: str, pool: asyncpg.Pool, store: EventStore, bus: Bus | None,
-                 projection: Projection, checkpoint: str, metrics: ProjectorMetrics, batch: int = BATCH) -> None:
+                 projection: Projection, checkpoint: str, metrics: ProjectorMetrics, batch: int = BATCH,
+                 partition: tuple[int, int] = (0, 1), contend_after_s: float = 0.0) -> None:
         self._database_url = database_url
         self.pool = pool
         self._store = store
@@ -69,13 +67,20 @@ class Projector:
         self._checkpoint = checkpoint
         self._metrics = metrics
         self.batch = batch
+        self.partition = partition
+        # A partition another process prefers is only contended for after a while: each leads its own first.
+        self._contend_after_s = contend_after_s
+        self._lock_id = PROJECTOR_LOCK_ID if partition[1] <= 1 else PROJECTOR_LOCK_ID + 1000 + partition[0]
         self.wake = asyncio.Event()
         self.cursor = Cursor()
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self._contend_after_s:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._contend_after_s)
         while not stop.is_set():
             try:
-                async with lead(self._database_url, PROJECTOR_LOCK_ID) as leadership:
+                async with lead(self._database_url, self._lock_id) as leadership:
                     log.info("projector: leading", extra={"checkpoint": self._checkpoint})
                     self.cursor = await load_checkpoint(self.pool, self._checkpoint)
                     while leadership.held and not stop.is_set():
@@ -94,7 +99,10 @@ class Projector:
         if not batch:
             return 0
         statements: list[Statement] = []
+        index, count = self.partition
         for record in batch:
+            if count > 1 and partition_of(record.stream_id, count) != index:
+                continue  # another partition's stream
             statements.extend(self._projection(record, self._store.load(record)))
         new = batch[-1].cursor
         async with self.pool.acquire() as conn, conn.transaction():
@@ -106,5 +114,5 @@ class Projector:
         self._metrics.position.set(new.position)
         self._metrics.lag.set(max(0.0, time.time() - batch[-1].recorded_at.timestamp()))
         if self._bus is not None:
-            await self._bus.nudge(self._bus.subjects.projected, encode_cursor(new))
+            await self._bus.nudge(self._bus.subjects.projected, encode_progress(self._checkpoint, new))
         return len(batch)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from shared.budgets import Budgets
 from shared.bus import open_bus
 from shared.config import Settings
-from shared.consistency import READ_MODELS, ConsistencyWaiter
+from shared.consistency import ConsistencyWaiter
 from shared.db import open_pool
 from shared.ids import new_id
 from shared.observability import serve_probes, setup_logging
@@ -44,17 +44,19 @@ async def main() -> None:
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{new_id('w')[-6:]}"
     model = Model(settings.openai_base_url, settings.openai_api_key)
     async with open_pool(settings.database_url, size=settings.db_pool_size) as pool, \
-            open_bus(settings.nats_url, settings.nats_prefix, name=f"run_worker {worker_id}") as bus:
+            open_bus(settings.nats_url, settings.nats_prefix, name=f"run_worker {worker_id}",
+                     replicas=settings.nats_replicas) as bus:
         store = EventStore(pool)
-        waiter = ConsistencyWaiter(pool, READ_MODELS, settings.consistency_wait_ms / 1000)
+        waiter = ConsistencyWaiter(pool, settings.projector_partitions, settings.consistency_wait_ms / 1000)
         await bus.on_nudge(bus.subjects.projected, waiter.on_projected)
         executor = Executor(pool=pool, threads=Repository(store, lambda i: ThreadState(thread_id=i), evolve),
                             model=model, leases=Leases(pool, settings.run_lease_ms), waiter=waiter, bus=bus,
                             deltas=NatsDeltas(bus), budgets=Budgets(pool), worker_id=worker_id,
                             lease_ms=settings.run_lease_ms, context_tokens=settings.context_tokens)
         worker = Worker(executor=executor, store=store, bus=bus, metrics=WorkerMetrics(registry),
-                        concurrency=settings.worker_concurrency, lease_ms=settings.run_lease_ms)
-        relay = Relay(settings.database_url, pool, store, bus)
+                        concurrency=settings.worker_concurrency, lease_ms=settings.run_lease_ms,
+                        max_deliver=settings.worker_max_deliver)
+        relay = Relay(settings.leader_database_url or settings.database_url, pool, store, bus)
 
         async def ready() -> bool:
             return bus.connected and not pool._closed

@@ -153,7 +153,7 @@ class Executor:
     async def _attempt(self, thread_id: str, run_id: str, tenant_id: str, attempt: int, after: Cursor) -> str:
         state = await self.threads.load(thread_id)
         run = decisions.ours(state, run_id, attempt)
-        while not await self._waiter.wait(after):  # the thread's messages must be in the read model
+        while not await self._waiter.wait(after, thread_id):  # the thread's messages must be in the read model
             if now_s() >= run.config.expires_at:
                 raise RunExpiredError(run_id)
         messages = build_messages(run, await thread_history(self._pool, run.config))
@@ -210,7 +210,7 @@ class Executor:
         state = await self.threads.load(thread_id)
         response = response_decisions.ours(state, response_id, attempt)
         c = response.config
-        while not await self._waiter.wait(after):  # the items must be in the read model
+        while not await self._waiter.wait(after, thread_id):  # the items must be in the read model
             if now_s() >= c.expires_at:
                 raise RunExpiredError(response_id)
         messages = response_prompt.fit(response_prompt.to_chat(

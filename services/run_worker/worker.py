@@ -40,7 +40,7 @@ class WorkerMetrics:
 
 class Worker:
     def __init__(self, *, executor: Executor, store: EventStore, bus: Bus, metrics: WorkerMetrics, concurrency: int,
-                 lease_ms: int, grace_s: float = 30.0) -> None:
+                 lease_ms: int, grace_s: float = 30.0, max_deliver: int = -1) -> None:
         self._executor = executor
         self._store = store
         self._bus = bus
@@ -48,12 +48,13 @@ class Worker:
         self._concurrency = concurrency
         self._lease_s = lease_ms / 1000
         self._grace_s = grace_s
+        self._max_deliver = max_deliver
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         subjects = self._bus.subjects
         triggers = [subjects.events_of_type(t) for t in TRIGGERS]
-        sub = await self._bus.pull("run-worker", triggers, ack_wait_s=self._lease_s)
+        sub = await self._bus.pull("run-worker", triggers, ack_wait_s=self._lease_s, max_deliver=self._max_deliver)
         await self._bus.on_nudge(subjects.events_of_type("thread.run.cancelling"), self._on_cancelling)
         await self._bus.on_nudge(subjects.events_of_type("response.cancelling"), self._on_cancelling)
         while not stop.is_set():

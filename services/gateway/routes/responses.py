@@ -94,7 +94,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         body: Any = await request.app[QUERIES].response(response_id, None)
         return respond(body)
     ended = await _wait_for_end(request, stream_id, response_id, created_version, created.expires_at)
-    await request.app[CONSISTENCY].wait(ended)
+    await request.app[CONSISTENCY].wait(ended, stream_id)
     body = await request.app[QUERIES].response(response_id, None)
     if not created.store:
         await _forget(request, stream_id)
@@ -209,7 +209,7 @@ async def cancel_response(request: web.Request) -> web.Response:
         state = await request.app[THREADS].load(stream_id)
         ended = await _wait_for_end(request, stream_id, response_id, outcome.result.version,
                                     min(state.responses[response_id].config.expires_at, int(time.time()) + 5))
-        await request.app[CONSISTENCY].wait(ended)
+        await request.app[CONSISTENCY].wait(ended, stream_id)
     return respond(await request.app[QUERIES].response(response_id, request[PRINCIPAL].scope))
 
 
