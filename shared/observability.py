@@ -22,7 +22,7 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self._service = service
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=str)  # any `extra=` value logs, as its str()
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {

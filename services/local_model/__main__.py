@@ -5,22 +5,25 @@ the first token, `+error<status>` answers that HTTP status, `+hang` never answer
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
 
 from aiohttp import web
 
-from .app import make_app
+from shared.observability import setup_logging
+
+from .app import LOGGER_NAME, make_app
 from .config import MODEL_ID, LocalModelConfig, config_from_env
-from .jsonlog import configure_logging
 
 # Requests still running when the stop signal comes get this long before they are cancelled.
 _SHUTDOWN_GRACE_S = 5.0
 
 
 async def serve(config: LocalModelConfig) -> None:
-    log = configure_logging(config.log_level)
+    setup_logging("local_model", config.log_level)
+    log = logging.getLogger(LOGGER_NAME)
     runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE_S)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)

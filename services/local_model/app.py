@@ -16,7 +16,6 @@ from shared.tokens import count_message_tokens
 from .config import MODEL_ID, LocalModelConfig
 from .errors import error_response
 from .hooks import ModelHooks, parse_hooks
-from .jsonlog import LOGGER_NAME
 from .replies import ReplyError, plan_reply
 from .requestlog import RequestLog, RequestRecord
 from .schema import ChatRequest, ModelCard, ModelList
@@ -34,6 +33,7 @@ MODEL_CREATED = 1_735_689_600
 
 _REQUEST_DECODER = msgspec.json.Decoder(ChatRequest)
 _JSON_DECODER = msgspec.json.Decoder()
+LOGGER_NAME = "threadlog.local_model"
 _log = logging.getLogger(LOGGER_NAME)
 
 
