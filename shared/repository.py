@@ -91,7 +91,11 @@ class Repository(Generic[S]):
                 state, current = await self.load(stream_id), True
                 continue
             if not events:
-                return Outcome(events, None)
+                if current:
+                    return Outcome(events, None)
+                # "Nothing to do" on a cached state may be stale too (e.g. a cancel of a run already ended).
+                state, current = await self.load(stream_id), True
+                continue
             expected = state.version
             owner = state.tenant_id or tenant_id
             if owner is None:

@@ -66,6 +66,7 @@ class Executor:
         self._lease_s = lease_ms / 1000
         self.active: dict[str, asyncio.Task[None]] = {}
         self.cancel_requested: set[str] = set()
+        self._partial: dict[str, str] = {}  # the text streamed so far, kept by an ended (cancelled) message
         self.model_calls = 0
 
     async def append(self, thread_id: str, tenant_id: str, decide: Decide) -> None:
@@ -111,9 +112,9 @@ class Executor:
         except asyncio.CancelledError:
             if run_id not in self.cancel_requested:
                 raise  # shutting down: the lease lapses and another worker takes the run over
-            await self._end(thread_id, run_id, tenant_id, attempt, "cancelled", text, kind)
+            await self._end(thread_id, run_id, tenant_id, attempt, "cancelled", self._partial.get(run_id, text), kind)
         except RunExpiredError:
-            await self._end(thread_id, run_id, tenant_id, attempt, "expired", text, kind)
+            await self._end(thread_id, run_id, tenant_id, attempt, "expired", self._partial.get(run_id, text), kind)
         except ModelError as e:
             failure = e.error
             await self._guarded(thread_id, tenant_id, lambda s: fail(s, run_id, attempt, now_s(), failure))
@@ -126,6 +127,7 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             self.cancel_requested.discard(run_id)
+            self._partial.pop(run_id, None)
             self._deltas.finished(run_id)
             with contextlib.suppress(Exception):
                 await self._leases.release(run_id, self.worker_id, attempt)
@@ -197,6 +199,7 @@ class Executor:
                 if not text:
                     await self.append(thread_id, tenant_id, start_message)
                 text += piece.text
+                self._partial[turn_id] = text
                 await self._text_delta(thread_id, turn_id, piece)
             elif piece.tool_index is not None:
                 if not calls:

@@ -99,8 +99,15 @@ class Worker:
             action, attempt = await self._executor.claim(record.stream_id, run_id, record.tenant_id, kind)
             if action == "execute":
                 await self._execute(msg, record.stream_id, run_id, record.tenant_id, attempt, record.cursor, kind)
-            elif action == "wait":
+                if kind == "run" and await self._waiting_for_outputs(record.stream_id, run_id):
+                    action = "wait"  # keep the delivery: it comes back at the run's expiry
+            if action == "wait":
                 await msg.nak(delay=await self._until_expiry(record.stream_id, run_id))
+                return
+            if action == "busy":
+                # Another worker holds a live lease. Come back once it would have lapsed: if that worker died,
+                # this delivery is what takes the run over (acking it would leave the run stuck).
+                await msg.nak(delay=self._lease_s)
                 return
             await msg.ack()
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ServiceError) as e:
@@ -127,6 +134,10 @@ class Worker:
         finally:
             self._executor.active.pop(run_id, None)
             self._metrics.active.dec()
+
+    async def _waiting_for_outputs(self, thread_id: str, run_id: str) -> bool:
+        run = (await self._executor.threads.load(thread_id)).runs.get(run_id)
+        return run is not None and run.status == "requires_action"
 
     async def _until_expiry(self, thread_id: str, run_id: str) -> float:
         state = await self._executor.threads.load(thread_id)

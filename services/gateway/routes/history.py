@@ -80,13 +80,18 @@ async def erase_thread(request: web.Request) -> web.Response:
 
 
 async def erase_content(app: web.Application, stream_id: str, erased: AppendResult) -> None:
-    """After a thread.erased event: rewrite the stream's earlier payloads without content, purge NATS copies."""
-    # Let the sealer cover the events first, so the chain keeps the proof of what stood there.
+    """After a thread.erased event: rewrite the stream's earlier payloads without content, purge NATS copies,
+    and forget the idempotent answers that quoted them."""
+    # The sealer first, so the chain keeps the proof of what stood there; the relay too, so no batch read
+    # before the rewrite is published after the purge.
     deadline = time.monotonic() + SEALED_WAIT_S
     while time.monotonic() < deadline:
-        row = await app[POOL].fetchrow("SELECT txid, position FROM checkpoints WHERE name = 'audit_chain'")
-        if row is not None and Cursor(row[0], row[1]) >= erased.cursor:
+        rows = await app[POOL].fetch("SELECT txid, position FROM checkpoints WHERE name IN ('audit_chain', 'relay')")
+        if len(rows) == 2 and all(Cursor(r[0], r[1]) >= erased.cursor for r in rows):
             break
         await asyncio.sleep(0.05)
     await app[STORE].redact_stream(stream_id, erased.version, redact)
+    await app[POOL].execute(
+        "DELETE FROM idempotency_keys WHERE request_id IN"
+        " (SELECT correlation_id FROM events WHERE stream_id = $1 AND correlation_id IS NOT NULL)", stream_id)
     await app[BUS].purge_stream_subjects(stream_id)
