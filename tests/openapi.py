@@ -21,12 +21,32 @@ def _spec() -> dict[str, Any]:
     return spec
 
 
+def _nullable(node: Any) -> Any:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema says it (a Draft 2020-12 validator ignores the keyword)."""
+    if isinstance(node, list):
+        return [_nullable(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable(v) for k, v in node.items() if k != "nullable"}
+    all_of = node.get("allOf")
+    if isinstance(all_of, list) and {"nullable": True} in all_of:  # allOf: [$ref, {nullable: true}]
+        out["allOf"] = [_nullable(v) for v in all_of if v != {"nullable": True}]
+        return {"anyOf": [out, {"type": "null"}]}
+    if node.get("nullable") is True:
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@functools.cache
+def _components() -> Any:
+    return _nullable(_spec()["components"])
+
+
 @functools.cache
 def _validator(schema_name: str) -> Any:
     import jsonschema
 
-    spec = _spec()
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": _components()}
     return jsonschema.Draft202012Validator(schema)
 
 
