@@ -212,6 +212,9 @@ def evolve(state: ThreadState, event: AnyEvent, tenant_id: str) -> ThreadState:
         case MessageDeleted(message_id=message_id) | ItemDeleted(item_id=message_id):
             state.message_ids.discard(message_id)
             state.item_ids.discard(message_id)
+            # A deleted call is no longer waiting for its output.
+            for call_id in [c for c, item_id in state.open_calls.items() if item_id == message_id]:
+                del state.open_calls[call_id]
         case FunctionCallItem(item_id=item_id, call_id=call_id):
             state.item_ids.add(item_id)
             state.open_calls[call_id] = item_id

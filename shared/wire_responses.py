@@ -118,7 +118,7 @@ def response_object(e: ResponseCreated) -> Obj:
 
 
 def response_usage(prompt: int, completion: int) -> Obj:
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion}
 

@@ -136,4 +136,6 @@ def make_app(settings: Settings) -> web.Application:
     # /v1/threads/runs must come before /v1/threads/{thread_id}: aiohttp matches in registration order.
     for module in (runs, streams, history, threads, messages, assistants, usage, conversations, responses):
         app.add_routes(module.routes)
+    from . import console  # the operator console: /console (static shell) and /v1/console (its reads)
+    app.add_routes(console.routes)
     return app

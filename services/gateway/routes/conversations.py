@@ -81,8 +81,12 @@ async def create_conversation(request: web.Request) -> web.Response:
 
 @routes.get("/v1/conversations")
 async def list_conversations(request: web.Request) -> web.Response:
+    params = list_params(request)
+    params = msgspec.structs.replace(  # cursors are conversation ids here; the rows are keyed by thread id
+        params, after=params.after and wire_responses.to_thread_id(params.after),
+        before=params.before and wire_responses.to_thread_id(params.before))
     page = msgspec.json.decode(await request.app[QUERIES].threads(
-        request[PRINCIPAL].scope, list_params(request), metadata_filter(request),
+        request[PRINCIPAL].scope, params, metadata_filter(request),
         unix_param(request, "created_after"), unix_param(request, "created_before")))
     page["data"] = [wire_responses.conversation_object(t["id"], t["created_at"], t["metadata"]) for t in page["data"]]
     for key in ("first_id", "last_id"):

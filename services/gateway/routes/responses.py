@@ -13,12 +13,14 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from shared import wire_responses
 from shared.errors import InvalidRequestError, NotFoundError
 from shared.events import (
     Event,
     ResponseCancelled,
     ResponseCancelling,
     ResponseCompleted,
+    ResponseCreated,
     ResponseDeleted,
     ResponseFailed,
     ResponseIncomplete,
@@ -42,11 +44,12 @@ from ..response_commands import (
 from ..streaming.live import Live
 from ..streaming.merge import StreamMerger
 from ..streaming.response_view import ResponseView
-from ..streaming.serve import SEQUENCE_STRIDE, responses_frame, serve
+from ..streaming.serve import SEQUENCE_STRIDE, responses_frame
 from ..streaming.sse import Position
 from ..writes import commit
 from .conversations import require_conversation
 from .history import erase_content
+from .streams import serve_turn
 
 routes = web.RouteTableDef()
 CREATE = msgspec.json.Decoder(CreateResponse)
@@ -86,13 +89,17 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         merger = StreamMerger(store=request.app[STORE], bus=request.app[BUS], stream_id=stream_id,
                               turn_id=response_id, view=ResponseView(response_id), from_version=created_version,
                               resume=None)
-        answer = await serve(request, merger.events(), done=False, framer=responses_frame)
+        answer = await serve_turn(request, merger, stream_id, done=False, framer=responses_frame)
         if not created.store:
+            # The client may have left early: erase only once the response has ended, or its last events
+            # (the completed message) would be appended after the erasure, unredacted.
+            await _wait_for_end(request, stream_id, response_id, created_version, created.expires_at)
             await _forget(request, stream_id)
         return answer
-    if created.background:
-        body: Any = await request.app[QUERIES].response(response_id, None)
-        return respond(body)
+    if created.background:  # answered as created (queued), whatever the worker has done since
+        recorded = outcome.events[-1]
+        assert isinstance(recorded, ResponseCreated)
+        return respond(msgspec.json.encode(wire_responses.response_object(recorded)))
     ended = await _wait_for_end(request, stream_id, response_id, created_version, created.expires_at)
     await request.app[CONSISTENCY].wait(ended, stream_id)
     body = await request.app[QUERIES].response(response_id, None)
@@ -166,7 +173,7 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
         merger = StreamMerger(store=request.app[STORE], bus=request.app[BUS], stream_id=stream_id,
                               turn_id=response_id, view=ResponseView(response_id),
                               from_version=state.responses[response_id].created_version, resume=resume)
-        return await serve(request, merger.events(), done=False, framer=responses_frame)
+        return await serve_turn(request, merger, stream_id, done=False, framer=responses_frame)
     try:
         return respond(await request.app[QUERIES].response(response_id, request[PRINCIPAL].scope))
     except NotFoundError:

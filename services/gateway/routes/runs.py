@@ -26,10 +26,9 @@ from ..run_commands import (
     decide_submit_tool_outputs,
     resolve_run,
 )
-from ..streaming.serve import serve
 from ..streaming.sse import Position
 from ..writes import commit
-from .streams import run_stream
+from .streams import run_stream, serve_turn
 
 routes = web.RouteTableDef()
 CREATE_RUN = msgspec.json.Decoder(CreateRun)
@@ -80,7 +79,7 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     if cmd.stream:
         assert outcome.result is not None
         stream = run_stream(request, thread_id, run.run_id, outcome.result.version, None, stop_at_action=True)
-        return await serve(request, stream.events())
+        return await serve_turn(request, stream, thread_id)
     return run_response(request, wire.encode(wire.run_object(run)))
 
 
@@ -99,7 +98,7 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     await commit(request, thread_id, tenant, lambda _: events, new=True)
     if cmd.stream:
         stream = run_stream(request, thread_id, run.run_id, 1, None, stop_at_action=True, include_thread=True)
-        return await serve(request, stream.events())
+        return await serve_turn(request, stream, thread_id)
     return run_response(request, wire.encode(wire.run_object(run)))
 
 
@@ -148,7 +147,7 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
         # Fold the run from its creation, but send only what the submission started.
         stream = run_stream(request, thread_id, run_id, state.runs[run_id].created_version,
                             Position(first - 1, 1 << 30), stop_at_action=True)
-        return await serve(request, stream.events())
+        return await serve_turn(request, stream, thread_id)
     return run_response(request, await request.app[QUERIES].run(thread_id, run_id, tenant))
 
 

@@ -13,11 +13,11 @@ from aiohttp import web
 from shared.errors import InvalidRequestError
 
 from ..http import thread_id_of
-from ..keys import BUS, POOL, PRINCIPAL, QUERIES, STORE
+from ..keys import BUS, CONSISTENCY, POOL, PRINCIPAL, QUERIES, STORE
 from ..streaming.live import Live
 from ..streaming.merge import Out, StreamMerger
 from ..streaming.run_view import RunView
-from ..streaming.serve import serve
+from ..streaming.serve import Framer, assistants_frame, serve
 from ..streaming.sse import Position
 
 routes = web.RouteTableDef()
@@ -47,7 +47,15 @@ async def attach_run(request: web.Request) -> web.StreamResponse:
     await request.app[QUERIES].run(thread_id, run_id, request[PRINCIPAL].scope)  # 404 unless visible
     created = await request.app[POOL].fetchval("SELECT seq FROM runs WHERE run_id = $1", run_id)
     stream = run_stream(request, thread_id, run_id, int(created), resume, stop_at_action=False)
-    return await serve(request, stream.events())
+    return await serve_turn(request, stream, thread_id)
+
+
+async def serve_turn(request: web.Request, stream: StreamMerger, stream_id: str, *,
+                     framer: Framer = assistants_frame, done: bool = True) -> web.StreamResponse:
+    """Serve a run's or response's stream; before it ends, the read models reach its last event."""
+    consistency = request.app[CONSISTENCY]
+    return await serve(request, stream.events(), done=done, framer=framer,
+                       settle=lambda: consistency.wait(stream.last_cursor, stream_id))
 
 
 async def thread_events(request: web.Request, thread_id: str, after: int) -> AsyncIterator[Out | None]:

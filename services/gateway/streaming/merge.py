@@ -11,6 +11,7 @@ log. The view (Assistants or Responses) decides which events concern the turn an
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -19,7 +20,7 @@ import msgspec
 from shared import deltas as delta_format
 from shared.bus import Bus
 from shared.events import AnyEvent
-from shared.store import EventStore
+from shared.store import Cursor, EventStore
 
 from .live import Live
 from .sse import Position
@@ -29,6 +30,7 @@ Named = tuple[str, Obj]
 Out = tuple[Position, str, Obj]  # (position, event name, payload)
 HEARTBEAT_S = 15.0
 POLL_S = 1.0  # read the log even without a nudge, now and then: nudges are best-effort
+LATE_DELTAS_S = 0.3  # how long an item's end waits for deltas still in flight before sending the rest at once
 ALL = 1 << 60  # "the client holds all of the item"
 
 
@@ -71,6 +73,8 @@ class StreamMerger:
         self._held: list[tuple[int, AnyEvent]] = []
         self._early: dict[str, list[delta_format.Delta]] = {}  # deltas seen before their item's creation
         self._finished = False
+        self._retry_at: float | None = None  # when an item's end stops waiting for late deltas
+        self.last_cursor = Cursor()  # the last log event read: where the read models must be before `done`
 
     async def events(self) -> AsyncIterator[Out | None]:
         """Events after the resume point, then None for each heartbeat; ends after the turn's last event."""
@@ -78,36 +82,52 @@ class StreamMerger:
         try:
             for d in await delta_format.retained(self._bus, self._stream_id, self._turn_id):
                 self._early.setdefault(d.item, []).append(d)
-            idle = 0.0
+            idle, read = 0.0, True
             while True:
-                for out in await self._read_log():
-                    yield out
+                if read:
+                    for out in await self._read_log():
+                        yield out
+                    read = self._retry_at is not None  # an item's end waits for its last deltas
                 if self._finished:
                     return
-                item = await live.next(POLL_S)
-                while item is not None:
-                    idle = 0.0
-                    if item[0] == "delta":
-                        for out in self._on_delta(delta_format.decode(item[1])):
-                            yield out
-                    else:
-                        break  # the log grew: read it
-                    item = await live.next(0) if not live.queue.empty() else None
+                item = await live.next(POLL_S if self._retry_at is None else 0.05)
                 if item is None:
+                    read = True  # a poll: nudges are best-effort
                     idle += POLL_S
                     if idle >= HEARTBEAT_S:
                         idle = 0.0
                         yield None
+                    continue
+                idle = 0.0
+                # Everything queued now, deltas first in arrival order; the log is read once after them, so a
+                # delta that came before its message's end is never overtaken by that end.
+                batch = [item]
+                while not live.queue.empty():
+                    batch.append(live.queue.get_nowait())
+                for kind, data in batch:
+                    if kind == "delta":
+                        for out in self._on_delta(delta_format.decode(data)):
+                            yield out
+                    else:
+                        read = True
         finally:
             await live.close()
 
     async def _read_log(self) -> list[Out]:
         out: list[Out] = []
         for record in await self._store.read_stream(self._stream_id, self._version):
-            self._version = record.stream_version
             event = self._store.load(record)
             if not self._finished and self.view.concerns(event):
-                out.extend(self._on_log(record.stream_version, event))
+                produced = self._on_log(record.stream_version, event)
+                if produced is None:
+                    break  # not yet: read this event again after a short wait for its deltas
+                out.extend(produced)
+            self._version = record.stream_version
+            self.last_cursor = record.cursor
+        else:
+            # The whole log so far is in: the turn is over if its view says so (whatever the resume point).
+            if self.view.finished() and self._item is None:
+                self._finished = True
         return out
 
     def _emit(self, position: Position, named: Named) -> list[Out]:
@@ -116,7 +136,7 @@ class StreamMerger:
         # Copy now: later events patch the view's objects.
         return [(position, named[0], msgspec.json.decode(msgspec.json.encode(named[1])))]
 
-    def _on_log(self, version: int, event: AnyEvent) -> list[Out]:
+    def _on_log(self, version: int, event: AnyEvent) -> list[Out] | None:
         item = self._item
         if item is not None and not self.view.ends(item.item_id, item.kind, event):
             self._held.append((version, event))
@@ -124,14 +144,25 @@ class StreamMerger:
         out: list[Out] = []
         if item is not None:
             if item.end < ALL // 2:
-                for end, named in self.view.remainder(item.item_id, item.kind, item.end, event):
+                rest = self.view.remainder(item.item_id, item.kind, item.end, event)
+                if rest and self._live_grace():
+                    return None  # deltas published before this end may still be on their way
+                for end, named in rest:
                     out += self._emit(Position(item.anchor, 2 + end), named)
+            self._retry_at = None
             self._item = None
             for held_version, held in self._held:
                 out += self._emit_log(held_version, held)
             self._held.clear()
         out += self._emit_log(version, event)
         return out
+
+    def _live_grace(self) -> bool:
+        """True while an item's end should wait for late deltas (briefly, once per item)."""
+        now = time.monotonic()
+        if self._retry_at is None:
+            self._retry_at = now + LATE_DELTAS_S
+        return now < self._retry_at
 
     def _emit_log(self, version: int, event: AnyEvent) -> list[Out]:
         out: list[Out] = []
@@ -145,10 +176,6 @@ class StreamMerger:
             self._item = OpenItem(opened[0], opened[1], version, have)
             for d in self._early.pop(opened[0], []):
                 out += self._on_delta(d)
-        # Finished once the ending event is at or past the resume point (a resume may start after an earlier
-        # ending, e.g. the requires_action that closed a run's previous stream).
-        if self.view.finished() and self._item is None and (version, len(produced) - 1) >= self._resume:
-            self._finished = True
         return out
 
     def _on_delta(self, d: delta_format.Delta) -> list[Out]:

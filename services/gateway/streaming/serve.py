@@ -6,7 +6,7 @@ A client that goes away stops only its own stream: the run goes on in the worker
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -41,11 +41,15 @@ def responses_frame(out: Out) -> bytes:
 
 
 async def serve(request: web.Request, events: AsyncIterator[Out | None], *, done: bool = True,
-                framer: Framer = assistants_frame) -> web.StreamResponse:
+                framer: Framer = assistants_frame,
+                settle: Callable[[], Awaitable[object]] | None = None) -> web.StreamResponse:
+    """`settle` runs before the stream ends: a client that reads right after the end sees what it streamed."""
     response = await open_stream(request)
     try:
         async for out in events:
             await response.write(HEARTBEAT if out is None else framer(out))
+        if settle is not None:
+            await settle()
         if done:
             await response.write(DONE)
     except Overflowed:
