@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/threadlog run
 
 test: $(STAMP)
+	-bash scripts/ensure_chromium.sh  # the console's browser tests; they skip when it cannot install
 	$(BIN)/python -m pytest -q
 
 test-faults: $(STAMP)

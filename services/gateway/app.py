@@ -22,6 +22,7 @@ from shared.repository import Repository
 from shared.state import AssistantState, ThreadState, evolve, evolve_assistant
 from shared.store import EventStore
 
+from . import console
 from .auth import PrincipalCache
 from .errors import Handler, errors_as_json
 from .idempotency import IdempotencyKeys
@@ -136,6 +137,5 @@ def make_app(settings: Settings) -> web.Application:
     # /v1/threads/runs must come before /v1/threads/{thread_id}: aiohttp matches in registration order.
     for module in (runs, streams, history, threads, messages, assistants, usage, conversations, responses):
         app.add_routes(module.routes)
-    from . import console  # the operator console: /console (static shell) and /v1/console (its reads)
-    app.add_routes(console.routes)
+    app.add_routes(console.routes)  # the operator console: /console (static shell) and /v1/console (its reads)
     return app

@@ -1,7 +1,7 @@
 // The audit view: every event of the thread (position, type, time, payload) and the hash-chain check.
 
 import { api } from "./api.js";
-import { errorBox, h, pretty, sleep, time } from "./dom.js";
+import { errorBox, flash, h, pretty, sleep, time } from "./dom.js";
 
 const PAGE = 100;
 // The sealer extends the chain about once a second; re-check while fresh events wait for it.
@@ -88,7 +88,7 @@ export function auditPanel(threadId, signal) {
   }
 
   recheck.addEventListener("click", () => check());
-  more.addEventListener("click", () => loadPage());
+  more.addEventListener("click", () => loadPage().catch((error) => flash(`Could not load events: ${error.message}`)));
   return {
     el,
     async load() { await loadPage(); check(); },

@@ -85,6 +85,7 @@ export async function threadPage(root, threadId, signal, principal) {
   // reset by each of them would never fire. The trailing settle refresh is the one that is pushed back.
   let timer = 0;
   let settle = 0;
+  signal.addEventListener("abort", () => { clearTimeout(timer); clearTimeout(settle); }, { once: true });
   function scheduleRefresh() {
     timer ||= setTimeout(() => { timer = 0; refresh(); }, REFRESH_MS);
     clearTimeout(settle);

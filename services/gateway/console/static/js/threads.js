@@ -2,7 +2,7 @@
 // The filters live in the URL (#/threads?…), so a search can be bookmarked, shared and undone with Back.
 
 import { api } from "./api.js";
-import { badge, h, num, time } from "./dom.js";
+import { badge, flash, h, num, time } from "./dom.js";
 
 const STATUSES = ["queued", "in_progress", "requires_action", "cancelling", "completed", "failed", "cancelled",
   "expired", "incomplete", "none"];
@@ -102,7 +102,13 @@ export async function threadsPage(root, params, signal, principal) {
   }
   more.addEventListener("click", async () => {
     const before = body.rows.length;
-    await load();
+    try {
+      await load();
+    } catch (error) {
+      more.disabled = false;
+      if (!signal.aborted) flash(`Could not load more threads: ${error.message}`);
+      return;
+    }
     body.rows[before]?.querySelector("a")?.focus();  // keep the keyboard where the new rows start
   });
   await load();
