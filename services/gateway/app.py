@@ -43,7 +43,15 @@ from .keys import (
 )
 from .limits import RateLimiter
 from .metrics import GatewayMetrics
-from .middlewares import audit_admin_reads, authenticate, cors, idempotency, rate_limit, request_ids
+from .middlewares import (
+    audit_admin_reads,
+    authenticate,
+    cors,
+    idempotency,
+    rate_limit,
+    refuse_nul,
+    request_ids,
+)
 from .queries import Queries
 from .routes import assistants, conversations, history, messages, responses, runs, streams, threads, usage
 
@@ -118,7 +126,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def make_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe, errors_as_json, request_ids, cors, authenticate, rate_limit, idempotency,
+        middlewares=[request_ids, observe, errors_as_json, refuse_nul, cors, authenticate, rate_limit, idempotency,
                      audit_admin_reads],
         client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings

@@ -36,6 +36,10 @@ async def decode_body(request: web.Request, decoder: msgspec.json.Decoder[T]) ->
     body = await request.read()
     if not body.strip():
         body = b"{}"
+    if b"\\u0000" in body:
+        # PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than store what cannot be projected.
+        raise InvalidRequestError("Invalid body: strings may not contain the null character (\\u0000).",
+                                  code="invalid_value")
     try:
         return decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
@@ -80,10 +84,13 @@ def unix_param(request: web.Request, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
+        value = -1
+    if not 0 <= value < 2**53:
         raise InvalidRequestError(f"Invalid '{name}': expected a unix timestamp in seconds, got '{raw}'.",
-                                  param=name, code="invalid_value") from None
+                                  param=name, code="invalid_value")
+    return value
 
 
 def metadata_filter(request: web.Request) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The request pipeline around every handler: request ids, CORS, keys, rate limits, retries, admin audit.
 
-Order (outermost first): observe -> errors_as_json -> request_ids -> cors -> authenticate -> rate_limit
--> idempotency -> audit_admin_reads -> handler.
+Order (outermost first): request_ids -> observe -> errors_as_json -> refuse_nul -> cors -> authenticate
+-> rate_limit -> idempotency -> audit_admin_reads -> handler.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import uuid
 
 from aiohttp import web
 
-from shared.errors import ServiceError
+from shared.errors import InvalidRequestError, ServiceError
 from shared.events import AdminRead
 from shared.ids import new_event_id
 from shared.store import NewEvent
@@ -25,7 +25,8 @@ from .limits import RateLimitedError
 
 @web.middleware
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request gets an id: the `x-request-id` header and the correlation id of the events it appends."""
+    """Every request gets an id: the `x-request-id` header (errors included: this is the outermost
+    middleware) and the correlation id of the events it appends."""
     request[REQUEST_ID] = uuid.uuid4()
     try:
         response = await handler(request)
@@ -35,6 +36,14 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
     if not response.prepared:
         response.headers["x-request-id"] = str(request[REQUEST_ID])
     return response
+
+
+@web.middleware
+async def refuse_nul(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A NUL in a path id or a query value can name nothing (PostgreSQL text cannot hold it): 400, not 500."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise InvalidRequestError("The request's path or query contains a null character.", code="invalid_value")
+    return await handler(request)
 
 
 @web.middleware

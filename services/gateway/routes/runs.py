@@ -12,7 +12,7 @@ from shared.ids import new_id
 
 from ..admission import admit_run
 from ..assistant_commands import require_assistant
-from ..commands import CreateMessage, CreateThread, decide_create_thread, now_s, plain_text
+from ..commands import CreateMessage, CreateThread, decide_create_thread, now_s, plain_text, require_thread
 from ..http import decode_body, list_params, respond, thread_id_of
 from ..keys import ASSISTANTS, BUDGETS, POOL, PRINCIPAL, QUERIES, SETTINGS, THREADS
 from ..run_commands import (
@@ -51,9 +51,11 @@ async def admit(request: web.Request, thread_id: str, run: RunCreated, extra: li
     """The project's active-run limit and token budgets, before anything is appended or any model called."""
     tenant = owner
     if tenant is None:
-        tenant = (await request.app[THREADS].load(thread_id)).tenant_id
+        state = await request.app[THREADS].load(thread_id)
+        require_thread(state, request[PRINCIPAL].scope)  # 404 first: limits never tell about others' threads
+        tenant = state.tenant_id
     if tenant is None:
-        return  # an unknown thread: the decision answers 404
+        return
     await admit_run(request.app[POOL], request.app[BUDGETS], tenant, run, request.app[SETTINGS].max_active_runs,
                     [plain_text(m.content) for m in extra])
 

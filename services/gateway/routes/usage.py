@@ -13,8 +13,9 @@ from ..keys import POOL, PRINCIPAL
 routes = web.RouteTableDef()
 GROUPS = {"thread": "thread_id", "assistant": "assistant_id",
           "day": "to_char(to_timestamp(ended_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"}
-SUMS = ("count(*) AS runs, coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
-        " coalesce(sum(total_tokens), 0)")
+# sum(bigint) is numeric: cast back, or the JSON would carry strings.
+SUMS = ("count(*) AS runs, coalesce(sum(prompt_tokens), 0)::bigint, coalesce(sum(completion_tokens), 0)::bigint,"
+        " coalesce(sum(total_tokens), 0)::bigint")
 
 
 def _bucket(row: tuple[object, ...], offset: int) -> dict[str, object]:
