@@ -11,8 +11,14 @@ import pytest
 SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "openai-openapi.yaml"
 
 
-@functools.cache
 def _spec() -> dict[str, Any]:
+    if not SPEC_PATH.exists():
+        pytest.skip(f"OpenAI's OpenAPI spec is not at {SPEC_PATH} (CI always has it)")
+    return _load_spec()
+
+
+@functools.cache
+def _load_spec() -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
