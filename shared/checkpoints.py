@@ -32,6 +32,28 @@ async def save_checkpoint(conn: asyncpg.Pool | asyncpg.Connection, name: str, ol
     return result.endswith(" 1")
 
 
+async def nap(wake: asyncio.Event, found: int, nudged: bool, *, idle_s: float, tries: list[int]) -> bool:
+    """How a follower of the log waits after a read that found `found` events; returns whether it was nudged.
+
+    A nudge that found nothing means an event was appended but is still hidden behind a transaction that is
+    not finished (the gap-safe read stops at the oldest open one): look again in a few milliseconds rather
+    than sleeping a whole idle period. `tries` counts those quick looks (reset when something is found).
+    """
+    if found:
+        tries[0] = 0
+        return nudged
+    if nudged and tries[0] < 20:
+        tries[0] += 1
+        await asyncio.sleep(0.01)
+        return True
+    tries[0] = 0
+    try:
+        await asyncio.wait_for(wake.wait(), idle_s)
+    except TimeoutError:
+        return False
+    return True
+
+
 class Leadership:
     """Holds a session advisory lock on a dedicated connection; losing the connection loses the lead."""
 

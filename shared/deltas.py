@@ -8,8 +8,10 @@ deltas are gone (the rest then comes from the log's completed item in one piece)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from typing import Literal
 
 import msgspec
@@ -60,7 +62,12 @@ async def retained(bus: Bus, thread_id: str, run_id: str, timeout_s: float = 2.0
     if not count:
         return []
     out: list[Delta] = []
-    sub = await bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
+    try:
+        sub = await bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
+    except (TimeoutError, nats.errors.Error) as e:
+        # E.g. the server's consumer limit: the stream still ends with the whole text, in coarser pieces.
+        log.warning("deltas unavailable: %r", e)
+        return []
     try:
         while len(out) < count:
             msg = await sub.next_msg(timeout=timeout_s)
@@ -72,6 +79,34 @@ async def retained(bus: Bus, thread_id: str, run_id: str, timeout_s: float = 2.0
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     return out
+
+
+class RetainedReads:
+    """One read of a run's retained deltas shared by every stream that attaches meanwhile (single flight).
+
+    A stream may use a read that started after its own live subscription: whatever was published before the
+    read started is in it, and whatever came after reaches the stream live.
+    """
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._reads: dict[tuple[str, str], tuple[float, asyncio.Task[list[Delta]]]] = {}
+
+    async def get(self, thread_id: str, run_id: str, subscribed_at: float) -> list[Delta]:
+        key = (thread_id, run_id)
+        hit = self._reads.get(key)
+        if hit is None or hit[0] < subscribed_at:
+            task = asyncio.create_task(retained(self._bus, thread_id, run_id))
+            hit = self._reads[key] = (time.monotonic(), task)
+            task.add_done_callback(lambda _: self._forget_later(key, hit))
+        return list(await asyncio.shield(hit[1]))
+
+    def _forget_later(self, key: tuple[str, str], hit: tuple[float, asyncio.Task[list[Delta]]]) -> None:
+        def forget() -> None:
+            if self._reads.get(key) is hit:
+                del self._reads[key]
+
+        asyncio.get_running_loop().call_later(5.0, forget)
 
 
 class ItemProgress(msgspec.Struct):

@@ -8,7 +8,6 @@ as Nats-Msg-Id (JetStream drops a re-send after a crash), and moves its checkpoi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
@@ -16,7 +15,7 @@ import msgspec
 import nats.errors
 
 from shared.bus import Bus, Outgoing
-from shared.checkpoints import lead, load_checkpoint, save_checkpoint
+from shared.checkpoints import lead, load_checkpoint, nap, save_checkpoint
 from shared.store import EventStore, Recorded
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,7 @@ class Relay:
                 async with lead(self._database_url, RELAY_LOCK_ID) as leadership:
                     log.info("relay: leading")
                     cursor = await load_checkpoint(self._pool, CHECKPOINT)
+                    nudged, tries = True, [0]
                     while leadership.held and not stop.is_set():
                         self.wake.clear()  # clear first: a nudge landing mid-read is kept
                         batch = await self._store.read_all(cursor, BATCH)
@@ -65,8 +65,7 @@ class Relay:
                             cursor = new
                             self.published += len(batch)
                         if len(batch) < BATCH:
-                            with contextlib.suppress(asyncio.TimeoutError):
-                                await asyncio.wait_for(self.wake.wait(), 0.5)
+                            nudged = await nap(self.wake, len(batch), nudged, idle_s=0.5, tries=tries)
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, nats.errors.Error) as e:
                 log.warning("relay: %s: %s; retrying", e.__class__.__name__, e)
                 await asyncio.sleep(0.5)

@@ -16,6 +16,7 @@ from shared.bus import open_bus
 from shared.config import Settings
 from shared.consistency import ConsistencyWaiter
 from shared.db import open_pool
+from shared.deltas import RetainedReads
 from shared.observability import add_probe_routes
 from shared.relay import Relay
 from shared.repository import Repository
@@ -37,6 +38,7 @@ from .keys import (
     PRINCIPALS,
     QUERIES,
     RATE_LIMITER,
+    RETAINED,
     SETTINGS,
     STORE,
     THREADS,
@@ -81,6 +83,7 @@ async def message_bus(app: web.Application) -> AsyncIterator[None]:
     async with open_bus(settings.nats_url, settings.nats_prefix, name="gateway",
                         replicas=settings.nats_replicas) as bus:
         app[BUS] = bus
+        app[RETAINED] = RetainedReads(bus)
         yield
 
 

@@ -47,7 +47,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException:
         raise
     except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-            asyncpg.InterfaceError) as e:
+            asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
         # The database is down or restarting: answer at once rather than hang; the SDK retries 503s.
         log.warning("dependency unavailable", extra={"path": request.path, "error": e.__class__.__name__})
         return error_response(503, "The service is temporarily unavailable. Please retry.", "server_error",

@@ -9,6 +9,7 @@ retry is told so, 409 not retryable) or not (the retry carries the request out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -19,7 +20,9 @@ from aiohttp import web
 
 from shared.errors import InvalidRequestError, ServiceError
 
-ABANDONED_S = 60.0
+# A claim whose gateway stopped renewing it this long ago is abandoned (that gateway died, or lost PostgreSQL).
+ABANDONED_S = 6.0
+RENEW_S = 2.0
 POLL_S = 0.05
 
 
@@ -103,6 +106,15 @@ class IdempotencyKeys:
             "UPDATE idempotency_keys SET request_id = $4, created_at = now() WHERE tenant_id = $1 AND key = $2"
             " AND request_id = $3 AND status IS NULL", tenant, key, old, new)
         return new
+
+    async def renew_while(self, tenant: str, key: str, request_id: uuid.UUID) -> None:
+        """While the request is being carried out, say so (long requests, e.g. foreground responses)."""
+        while True:
+            await asyncio.sleep(RENEW_S)
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._pool.execute(
+                    "UPDATE idempotency_keys SET created_at = now() WHERE tenant_id = $1 AND key = $2"
+                    " AND request_id = $3 AND status IS NULL", tenant, key, request_id)
 
     async def store(self, tenant: str, key: str, request_id: uuid.UUID, answer: Stored) -> None:
         await self._pool.execute(

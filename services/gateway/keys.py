@@ -11,6 +11,7 @@ from shared.budgets import Budgets
 from shared.bus import Bus
 from shared.config import Settings
 from shared.consistency import ConsistencyWaiter
+from shared.deltas import RetainedReads
 from shared.repository import Repository
 from shared.state import AssistantState, ThreadState
 from shared.store import EventStore
@@ -33,6 +34,7 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 QUERIES = web.AppKey("queries", Queries)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 BUDGETS = web.AppKey("budgets", Budgets)
+RETAINED = web.AppKey("retained", RetainedReads)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

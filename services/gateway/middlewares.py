@@ -6,6 +6,8 @@ Order (outermost first): request_ids -> observe -> errors_as_json -> refuse_nul 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -104,6 +106,7 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.Response(status=claimed.status, body=claimed.body, content_type=claimed.content_type,
                             headers={"idempotent-replayed": "true"})
     request[REQUEST_ID] = claimed
+    renewing = asyncio.create_task(keys.renew_while(tenant, key, claimed))
     try:
         response = await handler(request)
     except ServiceError as e:
@@ -114,8 +117,11 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
         await keys.store(tenant, key, claimed, answer)
         return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
     except BaseException:
-        await keys.release(tenant, key, claimed)
+        with contextlib.suppress(Exception):
+            await keys.release(tenant, key, claimed)
         raise
+    finally:
+        renewing.cancel()
     if isinstance(response, web.Response) and response.status < 500 and response.body is not None:
         content = response.body if isinstance(response.body, bytes) else bytes(response.body)  # type: ignore[arg-type]
         await keys.store(tenant, key, claimed, Stored(response.status, content, response.content_type))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 
@@ -17,7 +19,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.bus import Bus
-from shared.checkpoints import lead, load_checkpoint, save_checkpoint
+from shared.checkpoints import lead, load_checkpoint, nap, save_checkpoint
 from shared.consistency import encode_progress
 from shared.events import AnyEvent
 from shared.partitions import partition_of
@@ -40,19 +42,46 @@ class ProjectorMetrics:
         self.lag = Gauge("threadlog_projector_lag_seconds", "Age of the newest applied event", registry=registry)
 
 
-async def apply_batch(conn: asyncpg.Connection, statements: Sequence[Statement]) -> None:
-    """Runs of the same statement go as one executemany: a rebuild is bound by round trips, not SQL."""
-    i = 0
-    while i < len(statements):
-        sql = statements[i][0]
-        j = i
-        while j < len(statements) and statements[j][0] == sql:
-            j += 1
-        if j - i == 1:
-            await conn.execute(sql, *statements[i][1])
+_WRITES = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
+_READS = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)", re.IGNORECASE)
+
+
+@functools.cache
+def _tables(sql: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(tables written, tables read) by a projection statement."""
+    written = _WRITES.match(sql)
+    writes = frozenset({written.group(1).lower()}) if written else frozenset()
+    return writes, frozenset(t.lower() for t in _READS.findall(sql)) - writes
+
+
+def plan(statements: Sequence[Statement]) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """Group a batch's statements by SQL so each group is one executemany: a statement joins an earlier group
+    of the same SQL only if it touches no table that a group in between writes (or reads what it writes), so
+    every table sees its statements in event order. A rebuild is bound by round trips, not by SQL."""
+    groups: list[tuple[str, list[tuple[object, ...]], frozenset[str], frozenset[str]]] = []
+    for sql, args in statements:
+        writes, reads = _tables(sql)
+        target = None
+        for i in range(len(groups) - 1, -1, -1):
+            g_sql, _, g_writes, g_reads = groups[i]
+            if g_sql == sql:
+                target = i
+                break
+            if g_writes & (writes | reads) or g_reads & writes:
+                break
+        if target is None:
+            groups.append((sql, [args], writes, reads))
         else:
-            await conn.executemany(sql, [s[1] for s in statements[i:j]])
-        i = j
+            groups[target][1].append(args)
+    return [(sql, rows) for sql, rows, _, _ in groups]
+
+
+async def apply_batch(conn: asyncpg.Connection, statements: Sequence[Statement]) -> None:
+    for sql, rows in plan(statements):
+        if len(rows) == 1:
+            await conn.execute(sql, *rows[0])
+        else:
+            await conn.executemany(sql, rows)
 
 
 class Projector:
@@ -83,12 +112,12 @@ class Projector:
                 async with lead(self._database_url, self._lock_id) as leadership:
                     log.info("projector: leading", extra={"checkpoint": self._checkpoint})
                     self.cursor = await load_checkpoint(self.pool, self._checkpoint)
+                    nudged, tries = True, [0]
                     while leadership.held and not stop.is_set():
                         self.wake.clear()  # clear first: a nudge landing mid-read is kept
                         applied = await self.step()
                         if applied < self.batch:
-                            with contextlib.suppress(asyncio.TimeoutError):
-                                await asyncio.wait_for(self.wake.wait(), 1.0)
+                            nudged = await nap(self.wake, applied, nudged, idle_s=1.0, tries=tries)
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 log.warning("projector: %s: %s; retrying", e.__class__.__name__, e)
                 await asyncio.sleep(0.5)

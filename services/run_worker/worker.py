@@ -92,9 +92,15 @@ class Worker:
             event = self._store.load(record)
             run_id = getattr(event, "run_id", None) or getattr(event, "response_id", None)
             kind: Kind = "run" if getattr(event, "run_id", None) else "response"
-            if run_id is None or run_id in self._executor.active:
-                action = "busy"
+            if run_id is None:
+                action = "drop"
                 await msg.ack()
+                return
+            if run_id in self._executor.active:
+                # A redelivery of a run this worker is still carrying out (it stalled past the lease): keep
+                # it, or a crash of this worker would leave the run without any delivery to take it over.
+                action = "busy"
+                await msg.nak(delay=self._lease_s)
                 return
             action, attempt = await self._executor.claim(record.stream_id, run_id, record.tenant_id, kind)
             if action == "execute":

@@ -32,7 +32,7 @@ from shared.store import Cursor
 
 from ..commands import now_s
 from ..http import decode_body, list_params, respond
-from ..keys import BUS, CONSISTENCY, PRINCIPAL, QUERIES, SETTINGS, STORE, THREADS
+from ..keys import BUS, CONSISTENCY, PRINCIPAL, QUERIES, RETAINED, SETTINGS, STORE, THREADS
 from ..response_commands import (
     CreateResponse,
     check_request,
@@ -86,9 +86,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     assert outcome.result is not None
     created_version = outcome.result.version  # ResponseCreated is the last event appended
     if cmd.stream:
-        merger = StreamMerger(store=request.app[STORE], bus=request.app[BUS], stream_id=stream_id,
-                              turn_id=response_id, view=ResponseView(response_id), from_version=created_version,
-                              resume=None)
+        merger = StreamMerger(store=request.app[STORE], bus=request.app[BUS], retained=request.app[RETAINED],
+                              stream_id=stream_id, turn_id=response_id, view=ResponseView(response_id),
+                              from_version=created_version, resume=None)
         answer = await serve_turn(request, merger, stream_id, done=False, framer=responses_frame)
         if not created.store:
             # The client may have left early: erase only once the response has ended, or its last events
@@ -170,8 +170,8 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
                 raise InvalidRequestError("Invalid 'starting_after': expected a sequence number.",
                                           param="starting_after", code="invalid_value") from None
             resume = Position(n // SEQUENCE_STRIDE, n % SEQUENCE_STRIDE)
-        merger = StreamMerger(store=request.app[STORE], bus=request.app[BUS], stream_id=stream_id,
-                              turn_id=response_id, view=ResponseView(response_id),
+        merger = StreamMerger(store=request.app[STORE], bus=request.app[BUS], retained=request.app[RETAINED],
+                              stream_id=stream_id, turn_id=response_id, view=ResponseView(response_id),
                               from_version=state.responses[response_id].created_version, resume=resume)
         return await serve_turn(request, merger, stream_id, done=False, framer=responses_frame)
     try:

@@ -13,7 +13,7 @@ from aiohttp import web
 from shared.errors import InvalidRequestError
 
 from ..http import thread_id_of
-from ..keys import BUS, CONSISTENCY, POOL, PRINCIPAL, QUERIES, STORE
+from ..keys import BUS, CONSISTENCY, POOL, PRINCIPAL, QUERIES, RETAINED, STORE
 from ..streaming.live import Live
 from ..streaming.merge import Out, StreamMerger
 from ..streaming.run_view import RunView
@@ -35,9 +35,9 @@ def resume_point(request: web.Request) -> Position | None:
 
 def run_stream(request: web.Request, thread_id: str, run_id: str, from_version: int, resume: Position | None, *,
                stop_at_action: bool, include_thread: bool = False) -> StreamMerger:
-    return StreamMerger(store=request.app[STORE], bus=request.app[BUS], stream_id=thread_id, turn_id=run_id,
-                        view=RunView(run_id, include_thread, stop_at_action), from_version=from_version,
-                        resume=resume)
+    return StreamMerger(store=request.app[STORE], bus=request.app[BUS], retained=request.app[RETAINED],
+                        stream_id=thread_id, turn_id=run_id, view=RunView(run_id, include_thread, stop_at_action),
+                        from_version=from_version, resume=resume)
 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}/stream")

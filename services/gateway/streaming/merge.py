@@ -61,9 +61,11 @@ def _start(d: delta_format.Delta) -> int:
 
 class StreamMerger:
     def __init__(self, *, store: EventStore, bus: Bus, stream_id: str, turn_id: str, view: View,
-                 from_version: int, resume: Position | None) -> None:
+                 from_version: int, resume: Position | None,
+                 retained: delta_format.RetainedReads | None = None) -> None:
         self._store = store
         self._bus = bus
+        self._retained = retained
         self._stream_id = stream_id
         self._turn_id = turn_id
         self.view = view
@@ -78,9 +80,14 @@ class StreamMerger:
 
     async def events(self) -> AsyncIterator[Out | None]:
         """Events after the resume point, then None for each heartbeat; ends after the turn's last event."""
+        subscribed_at = time.monotonic()
         live = await Live.open(self._bus, self._stream_id, self._bus.subjects.deltas(self._stream_id, self._turn_id))
         try:
-            for d in await delta_format.retained(self._bus, self._stream_id, self._turn_id):
+            if self._retained is not None:
+                kept = await self._retained.get(self._stream_id, self._turn_id, subscribed_at)
+            else:
+                kept = await delta_format.retained(self._bus, self._stream_id, self._turn_id)
+            for d in kept:
                 self._early.setdefault(d.item, []).append(d)
             idle, read = 0.0, True
             while True:
