@@ -18,6 +18,7 @@ import logging
 import asyncpg
 import msgspec
 
+from shared.db import DATABASE_ERRORS
 from shared.partitions import all_checkpoints, checkpoint_for
 from shared.store import Cursor
 
@@ -92,7 +93,7 @@ class ConsistencyWaiter:
             try:
                 rows = await self._pool.fetch("SELECT name, txid, position FROM checkpoints WHERE name = ANY($1)",
                                               self._names)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            except (*DATABASE_ERRORS, asyncpg.PostgresError) as e:
                 log.debug("consistency poll failed: %r", e)
                 continue
             for row in rows:

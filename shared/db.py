@@ -8,6 +8,11 @@ from importlib import resources
 
 import asyncpg
 
+# What a lost or restarting database looks like to asyncpg: a follower retries, a request answers 503.
+# (InternalClientError: a pooled connection the server closed mid-operation.)
+DATABASE_ERRORS = (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                   asyncpg.InterfaceError, asyncpg.InternalClientError)
+
 # Keep transactions short: an open transaction holds back every reader of the global order (store.py).
 SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "10000", "statement_timeout": "30000"}
 # Serialises concurrent schema application by several processes starting at once.

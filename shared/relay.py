@@ -16,6 +16,7 @@ import nats.errors
 
 from shared.bus import Bus, Outgoing
 from shared.checkpoints import lead, load_checkpoint, nap, save_checkpoint
+from shared.db import DATABASE_ERRORS
 from shared.store import EventStore, Recorded
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Relay:
                             self.published += len(batch)
                         if len(batch) < BATCH:
                             nudged = await nap(self.wake, len(batch), nudged, idle_s=0.5, tries=tries)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, nats.errors.Error) as e:
+            except (*DATABASE_ERRORS, asyncpg.PostgresError, nats.errors.Error) as e:
                 log.warning("relay: %s: %s; retrying", e.__class__.__name__, e)
                 await asyncio.sleep(0.5)
 

@@ -232,7 +232,10 @@ def test_cluster_two_gateways_three_workers_two_projectors(infra: Infra, tmp_pat
         assert result_b.runs_ended == result_b.runs
         assert set(differences.values()) == {0}, differences
         for a in faulty.ledger.failures():
-            assert a.status is None or (a.status == 503 and a.shape_ok), a
+            # 503 (fast) while a part is down; or, for a request whose gateway died after recording it, the honest
+            # 409 idempotency_outcome_lost (not retryable): it is in the log once, its answer was lost.
+            assert a.status is None or (a.status == 503 and a.shape_ok) or (
+                a.status == 409 and a.code == "idempotency_outcome_lost" and a.shape_ok), a
     finally:
         if stack is not None:
             stack.stop()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-import asyncpg
 import msgspec
 from aiohttp import web
 
+from shared.db import DATABASE_ERRORS
 from shared.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(413, "Request body too large.", "invalid_request_error", code="request_too_large")
     except web.HTTPException:
         raise
-    except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-            asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
+    except DATABASE_ERRORS as e:
         # The database is down or restarting: answer at once rather than hang; the SDK retries 503s.
         log.warning("dependency unavailable", extra={"path": request.path, "error": e.__class__.__name__})
         return error_response(503, "The service is temporarily unavailable. Please retry.", "server_error",

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from shared.bus import Bus
 from shared.checkpoints import lead, load_checkpoint, nap, save_checkpoint
 from shared.consistency import encode_progress
+from shared.db import DATABASE_ERRORS
 from shared.events import AnyEvent
 from shared.partitions import partition_of
 from shared.store import Cursor, EventStore, Recorded
@@ -118,7 +119,7 @@ class Projector:
                         applied = await self.step()
                         if applied < self.batch:
                             nudged = await nap(self.wake, applied, nudged, idle_s=1.0, tries=tries)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            except (*DATABASE_ERRORS, asyncpg.PostgresError) as e:
                 log.warning("projector: %s: %s; retrying", e.__class__.__name__, e)
                 await asyncio.sleep(0.5)
 

@@ -14,6 +14,7 @@ import msgspec
 
 from shared.chain import GENESIS, event_hash, link, payload_hash
 from shared.checkpoints import lead, load_checkpoint, save_checkpoint
+from shared.db import DATABASE_ERRORS
 from shared.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class Sealer:
                         if await self.step() < BATCH:
                             with contextlib.suppress(asyncio.TimeoutError):
                                 await asyncio.wait_for(self.wake.wait(), 1.0)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            except (*DATABASE_ERRORS, asyncpg.PostgresError) as e:
                 log.warning("sealer: %s: %s; retrying", e.__class__.__name__, e)
                 await asyncio.sleep(0.5)
 

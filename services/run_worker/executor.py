@@ -18,6 +18,7 @@ import asyncpg
 from shared.budgets import Budgets
 from shared.bus import Bus
 from shared.consistency import ConsistencyWaiter
+from shared.db import DATABASE_ERRORS
 from shared.events import ContentBlock, Event, LastError, TextBlock, TextValue, Usage
 from shared.repository import Repository
 from shared.state import ThreadState
@@ -265,7 +266,7 @@ class Executor:
                 turn = state.runs.get(run_id) or state.responses.get(run_id)
                 if turn is not None and turn.status == "cancelling":
                     self._stop(run_id, cancel=True)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            except (*DATABASE_ERRORS, asyncpg.PostgresError) as e:
                 log.warning("heartbeat failed: %r", e, extra={"run_id": run_id})
 
     def request_cancel(self, run_id: str) -> bool:

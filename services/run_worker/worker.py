@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.bus import Bus
+from shared.db import DATABASE_ERRORS
 from shared.errors import ServiceError
 from shared.relay import decode_envelope
 from shared.store import Cursor, EventStore
@@ -116,7 +117,7 @@ class Worker:
                 await msg.nak(delay=self._lease_s)
                 return
             await msg.ack()
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ServiceError) as e:
+        except (*DATABASE_ERRORS, asyncpg.PostgresError, ServiceError) as e:
             log.warning("delivery failed, will retry: %r", e)
             with contextlib.suppress(nats.errors.Error):
                 await msg.nak(delay=1)
