@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from shared.events import FunctionTool, RunCreated
+from shared.events import FunctionTool, RunCreated, ToolChoice
 from shared.state import RunState
 from shared.tokens import count_message_tokens
 
@@ -89,18 +89,25 @@ def _chat_tool(tool: FunctionTool) -> dict[str, Any]:
     return {"type": "function", "function": fn}
 
 
+def chat_request(model: str, messages: list[Chat], tools: list[FunctionTool], tool_choice: ToolChoice,
+                 parallel_tool_calls: bool, temperature: float | None, top_p: float | None) -> dict[str, Any]:
+    """The settings runs and responses share, as chat.completions takes them (tools only when offered)."""
+    request: dict[str, Any] = {"model": model, "messages": messages}
+    if tools:
+        request["tools"] = [_chat_tool(t) for t in tools]
+        request["tool_choice"] = tool_choice
+        request["parallel_tool_calls"] = parallel_tool_calls
+    if temperature is not None:
+        request["temperature"] = temperature
+    if top_p is not None:
+        request["top_p"] = top_p
+    return request
+
+
 def model_request(run: RunState, messages: list[Chat]) -> dict[str, Any]:
     """The chat.completions request, with every run setting that has a chat-completions meaning."""
     c = run.config
-    request: dict[str, Any] = {"model": c.model, "messages": messages}
-    if c.tools:
-        request["tools"] = [_chat_tool(t) for t in c.tools]
-        request["tool_choice"] = c.tool_choice
-        request["parallel_tool_calls"] = c.parallel_tool_calls
-    if c.temperature is not None:
-        request["temperature"] = c.temperature
-    if c.top_p is not None:
-        request["top_p"] = c.top_p
+    request = chat_request(c.model, messages, c.tools, c.tool_choice, c.parallel_tool_calls, c.temperature, c.top_p)
     if c.response_format != "auto":
         request["response_format"] = c.response_format
     if c.max_completion_tokens is not None:

@@ -14,7 +14,7 @@ from shared.events import ResponseCreated
 from shared.state import ResponseState
 from shared.tokens import count_message_tokens
 
-from .prompt import Chat, _chat_tool
+from .prompt import Chat, chat_request
 
 _OWN = "SELECT body::text FROM items WHERE thread_id = $1 AND seq < $2 ORDER BY seq"
 _CHAIN = """
@@ -95,15 +95,7 @@ def fit(messages: list[Chat], c: ResponseCreated, context_tokens: int) -> list[C
 
 
 def model_request(c: ResponseCreated, messages: list[Chat]) -> dict[str, Any]:
-    request: dict[str, Any] = {"model": c.model, "messages": messages}
-    if c.tools:
-        request["tools"] = [_chat_tool(t) for t in c.tools]
-        request["tool_choice"] = c.tool_choice
-        request["parallel_tool_calls"] = c.parallel_tool_calls
-    if c.temperature is not None:
-        request["temperature"] = c.temperature
-    if c.top_p is not None:
-        request["top_p"] = c.top_p
+    request = chat_request(c.model, messages, c.tools, c.tool_choice, c.parallel_tool_calls, c.temperature, c.top_p)
     if c.max_output_tokens is not None:
         request["max_completion_tokens"] = c.max_output_tokens
     fmt = c.text_format
