@@ -68,18 +68,17 @@ class Repository(Generic[S]):
         return state
 
     async def execute(self, stream_id: str, tenant_id: str | None, decide: Callable[[S], Sequence[Event]], *,
-                      new: bool = False, fresh: bool = False, correlation_id: uuid.UUID | None = None,
+                      new: bool = False, correlation_id: uuid.UUID | None = None,
                       causation_id: uuid.UUID | None = None) -> Outcome:
         """Decide on the current state and append; on conflict, catch up and decide again.
 
         `new`: the id was just minted, so the stream is known to be empty and is not read first.
-        `fresh`: read the tail before deciding (for decisions that must not act on a stale cache).
         """
         state = self._cache.get(stream_id)
-        current = new or fresh or state is None  # True once the state is known to match the log
+        current = new or state is None  # True once the state is known to match the log
         if new:
             state = self._remember(stream_id, self._new_state(stream_id))
-        elif state is None or fresh:
+        elif state is None:
             state = await self.load(stream_id)
         for _ in range(MAX_ATTEMPTS):
             try:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from shared.events import (
     ContentBlock,
     FunctionCallItem,
@@ -122,5 +120,3 @@ def response_usage(prompt: int, completion: int) -> Obj:
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion}
 
-
-ENCODER = msgspec.json.Encoder()

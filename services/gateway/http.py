@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from shared.errors import InvalidRequestError
+from shared.wire_responses import to_thread_id
 
 T = TypeVar("T")
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -104,5 +105,4 @@ def metadata_filter(request: web.Request) -> dict[str, str]:
 
 def thread_id_of(request: web.Request) -> str:
     """The thread in the path: a conversation id (`conv_X`) names the same stream as `thread_X`."""
-    value = request.match_info["thread_id"]
-    return "thread_" + value[5:] if value.startswith("conv_") else value
+    return to_thread_id(request.match_info["thread_id"])

@@ -33,12 +33,12 @@ from .validation import (
 MAX_ADDITIONAL_MESSAGES = 32
 
 
-class CreateRun(Strict):
+class RunOptions(Strict):
+    """What a run request may override, on both create run and create thread and run."""
+
     assistant_id: str
     model: str | None = None
     instructions: str | None = None
-    additional_instructions: str | None = None
-    additional_messages: list[CreateMessage] | None = None
     tools: list[ToolSpec] | None = None
     metadata: dict[str, str] | None = None
     temperature: float | None = None
@@ -50,26 +50,17 @@ class CreateRun(Strict):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: str | dict[str, Any] | None = None
+
+
+class CreateRun(RunOptions):
+    additional_instructions: str | None = None
+    additional_messages: list[CreateMessage] | None = None
     reasoning_effort: str | None = None
 
 
-class CreateThreadAndRun(Strict):
-    assistant_id: str
+class CreateThreadAndRun(RunOptions):
     thread: CreateThread | None = None
-    model: str | None = None
-    instructions: str | None = None
-    tools: list[ToolSpec] | None = None
     tool_resources: dict[str, Any] | None = None
-    metadata: dict[str, str] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stream: bool | None = None
-    max_prompt_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    truncation_strategy: TruncationSpec | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: str | dict[str, Any] | None = None
 
 
 class ModifyRun(Strict):
@@ -86,16 +77,16 @@ class SubmitToolOutputs(Strict):
     stream: bool | None = None
 
 
-def resolve_run(thread_id: str, assistant_id: str, assistant: AssistantConfig, cmd: CreateRun | CreateThreadAndRun,
+def resolve_run(thread_id: str, assistant_id: str, assistant: AssistantConfig, cmd: RunOptions,
                 now: int, expires_s: int) -> RunCreated:
     """The run's configuration: the request's overrides over the assistant's defaults, checked."""
-    if getattr(cmd, "reasoning_effort", None) is not None:
+    if isinstance(cmd, CreateRun) and cmd.reasoning_effort is not None:
         raise InvalidRequestError("'reasoning_effort' is not supported by threadlog's chat-completions models.",
                                   param="reasoning_effort", code="unsupported_parameter")
     tools = check_tools(cmd.tools) if cmd.tools is not None else assistant.tools
     check_sampling(cmd.temperature, cmd.top_p)
     instructions = cmd.instructions if cmd.instructions is not None else (assistant.instructions or "")
-    extra = getattr(cmd, "additional_instructions", None)
+    extra = cmd.additional_instructions if isinstance(cmd, CreateRun) else None
     if extra:
         instructions = f"{instructions}\n\n{extra}" if instructions else extra
     return RunCreated(

@@ -68,10 +68,9 @@ class Executor:
         self.active: dict[str, asyncio.Task[None]] = {}
         self.cancel_requested: set[str] = set()
         self._partial: dict[str, str] = {}  # the text streamed so far, kept by an ended (cancelled) message
-        self.model_calls = 0
 
     async def append(self, thread_id: str, tenant_id: str, decide: Decide) -> None:
-        outcome = await self.threads.execute(thread_id, tenant_id, decide, fresh=False)
+        outcome = await self.threads.execute(thread_id, tenant_id, decide)
         if outcome.result is not None:
             await self._bus.appended(thread_id)
 
@@ -190,7 +189,6 @@ class Executor:
         """Call the model; record where its answer goes as it starts; forward deltas as they stream."""
         text, calls = "", ToolCallBuilder()
         finish = Finish("stop", None)
-        self.model_calls += 1
         async for piece in self._model.stream(request):
             if now_s() >= expires_at:
                 raise RunExpiredError(turn_id)

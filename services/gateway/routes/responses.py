@@ -140,12 +140,10 @@ async def _wait_for_end(request: web.Request, stream_id: str, response_id: str, 
 
 async def _forget(request: web.Request, stream_id: str) -> None:
     """store: false — erase the hidden stream now that the response has ended."""
-    threads = request.app[THREADS]
-    state = await threads.load(stream_id)
-    outcome = await threads.execute(stream_id, state.tenant_id, lambda _: [
-        ThreadErased(thread_id=stream_id, erased_at=now_s())])
+    state = await request.app[THREADS].load(stream_id)
+    outcome = await commit(request, stream_id, state.tenant_id,
+                           lambda _: [ThreadErased(thread_id=stream_id, erased_at=now_s())])
     if outcome.result is not None:
-        await request.app[BUS].appended(stream_id)
         await erase_content(request.app, stream_id, outcome.result)
 
 

@@ -6,7 +6,7 @@ from shared import wire
 from shared.events import AnyEvent, AssistantCreated, AssistantDeleted, AssistantModified
 from shared.store import Recorded
 
-from . import Statement
+from . import Statement, as_json
 
 INSERT_ASSISTANT = """INSERT INTO assistants (assistant_id, tenant_id, position, body)
 VALUES ($1, $2, $3, $4::jsonb)"""
@@ -18,10 +18,10 @@ DELETE_ASSISTANT = "DELETE FROM assistants WHERE assistant_id = $1"
 def project(record: Recorded, event: AnyEvent) -> list[Statement]:
     match event:
         case AssistantCreated():
-            body = wire.encode(wire.assistant_object(event.assistant_id, event.created_at, event.config)).decode()
+            body = as_json(wire.assistant_object(event.assistant_id, event.created_at, event.config))
             return [(INSERT_ASSISTANT, (event.assistant_id, record.tenant_id, record.position, body))]
         case AssistantModified():
-            body = wire.encode(wire.assistant_object(event.assistant_id, 0, event.config)).decode()
+            body = as_json(wire.assistant_object(event.assistant_id, 0, event.config))
             return [(REPLACE_ASSISTANT, (event.assistant_id, body))]
         case AssistantDeleted():
             return [(DELETE_ASSISTANT, (event.assistant_id,))]

@@ -20,7 +20,7 @@ from shared.events import (
 )
 from shared.store import Recorded
 
-from . import Statement
+from . import Statement, as_json
 
 INSERT_ITEM = "INSERT INTO items (item_id, thread_id, tenant_id, seq, body) VALUES ($1, $2, $3, $4, $5::jsonb)"
 PATCH_ITEM = "UPDATE items SET body = body || $2::jsonb WHERE item_id = $1"
@@ -28,13 +28,10 @@ DELETE_ITEM = "DELETE FROM items WHERE item_id = $1"
 DELETE_THREAD_ITEMS = "DELETE FROM items WHERE thread_id = $1"
 
 
-def _json(value: object) -> str:
-    return wire_responses.ENCODER.encode(value).decode()
-
 
 def _insert(record: Recorded, index: int, item_id: str, body: object) -> Statement:
     return (INSERT_ITEM, (item_id, record.stream_id, record.tenant_id, record.stream_version * 1000 + index,
-                          _json(body)))
+                          as_json(body)))
 
 
 def project(record: Recorded, event: AnyEvent) -> list[Statement]:
@@ -44,7 +41,7 @@ def project(record: Recorded, event: AnyEvent) -> list[Statement]:
         case MessageCompleted() | MessageIncomplete():
             status = "completed" if isinstance(event, MessageCompleted) else "incomplete"
             patch = {"status": status, "content": wire_responses.parts("assistant", event.content)}
-            return [(PATCH_ITEM, (event.message_id, _json(patch)))]
+            return [(PATCH_ITEM, (event.message_id, as_json(patch)))]
         case MessageDeleted(message_id=item_id) | ItemDeleted(item_id=item_id):
             return [(DELETE_ITEM, (item_id,))]
         case FunctionCallItem():

@@ -16,7 +16,7 @@ from shared.events import (
 from shared.patches import response_patch
 from shared.store import Recorded
 
-from . import Statement
+from . import Statement, as_json
 
 INSERT_RESPONSE = """INSERT INTO responses (response_id, thread_id, tenant_id, conversation_id, previous_response_id,
                                        status, position, input_item_ids, body)
@@ -29,9 +29,6 @@ DELETE_RESPONSE = "DELETE FROM responses WHERE response_id = $1"
 DELETE_STREAM_RESPONSES = "DELETE FROM responses WHERE thread_id = $1"
 
 
-def _json(value: object) -> str:
-    return wire_responses.ENCODER.encode(value).decode()
-
 
 def project(record: Recorded, event: AnyEvent) -> list[Statement]:
     match event:
@@ -39,7 +36,7 @@ def project(record: Recorded, event: AnyEvent) -> list[Statement]:
             body = wire_responses.response_object(event)
             return [(INSERT_RESPONSE, (event.response_id, event.thread_id, record.tenant_id, event.conversation_id,
                                        event.previous_response_id, body["status"], record.position,
-                                       event.input_item_ids, _json(body)))]
+                                       event.input_item_ids, as_json(body)))]
         case ResponseDeleted():
             return [(DELETE_RESPONSE, (event.response_id,))]
         case ThreadErased():
@@ -48,7 +45,7 @@ def project(record: Recorded, event: AnyEvent) -> list[Statement]:
     if patch is None:
         return []
     response_id = str(getattr(event, "response_id", ""))
-    statements: list[Statement] = [(PATCH_RESPONSE, (response_id, patch["status"], _json(patch)))]
+    statements: list[Statement] = [(PATCH_RESPONSE, (response_id, patch["status"], as_json(patch)))]
     if isinstance(event, ResponseCompleted | ResponseIncomplete | ResponseFailed | ResponseCancelled):
         statements.append((SET_OUTPUT, (response_id, event.output_item_ids)))
     return statements

@@ -18,7 +18,7 @@ from shared.events import (
 from shared.patches import message_patch
 from shared.store import Recorded
 
-from . import Statement
+from . import Statement, as_json
 
 INSERT_THREAD = """INSERT INTO threads (thread_id, tenant_id, position, created_at, metadata, body)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)"""
@@ -36,34 +36,31 @@ DELETE_THREAD_RUNS = "DELETE FROM runs WHERE thread_id = $1"
 DELETE_THREAD_STEPS = "DELETE FROM run_steps WHERE thread_id = $1"
 
 
-def _json(value: object) -> str:
-    return wire.ENCODER.encode(value).decode()
-
 
 def project(record: Recorded, event: AnyEvent) -> list[Statement]:
     match event:
         case ThreadCreated():
-            body = wire.encode(wire.thread_object(event)).decode()
+            body = as_json(wire.thread_object(event))
             return [(INSERT_THREAD, (event.thread_id, record.tenant_id, record.position, event.created_at,
-                                     _json(event.metadata), body))]
+                                     as_json(event.metadata), body))]
         case ThreadModified():
-            return [(UPDATE_THREAD_METADATA, (event.thread_id, _json(event.metadata)))]
+            return [(UPDATE_THREAD_METADATA, (event.thread_id, as_json(event.metadata)))]
         case ThreadDeleted() | ThreadErased():
             return [(DELETE_THREAD, (event.thread_id,)), (DELETE_THREAD_MESSAGES, (event.thread_id,)),
                     (DELETE_THREAD_RUNS, (event.thread_id,)), (DELETE_THREAD_STEPS, (event.thread_id,))]
         case MessageCreated(role="system" | "developer"):
             return []  # conversation-only roles: not messages of the Assistants view
         case MessageCreated():
-            body = wire.encode(wire.message_object(event)).decode()
+            body = as_json(wire.message_object(event))
             return [(INSERT_MESSAGE, (event.message_id, event.thread_id, record.tenant_id, record.stream_version,
                                       event.run_id, body))]
         case MessageCompleted() | MessageIncomplete():
             changed = message_patch(event)
             assert changed is not None
             message_id, patch = changed
-            return [(PATCH_MESSAGE, (message_id, _json(patch)))]
+            return [(PATCH_MESSAGE, (message_id, as_json(patch)))]
         case MessageModified():
-            return [(UPDATE_MESSAGE_METADATA, (event.message_id, _json(event.metadata)))]
+            return [(UPDATE_MESSAGE_METADATA, (event.message_id, as_json(event.metadata)))]
         case MessageDeleted():
             return [(DELETE_MESSAGE, (event.message_id,))]
     return []
